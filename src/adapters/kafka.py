@@ -1,0 +1,301 @@
+"""Kafka adapters (confluent-kafka): request source, completion publisher, dead letters, admin.
+
+Redpanda speaks the same protocol; `adapters.redpanda` only supplies its configuration profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from domain.errors import BrokerUnavailable, PublishFailed
+from domain.messages import OutboundMessage, encode_completion, encode_failure
+from domain.model import Completion, DeletionFailed, InboundMessage
+from domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KafkaClientConfig:
+    """Connection settings shared by every client; `extra` passes librdkafka properties through."""
+
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    client_id: str = "record-deleter"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_confluent(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(self.extra)
+        return conf
+
+
+def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:
+    return tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in msg.headers() or [])
+
+
+class KafkaRequestSource(RequestSource):
+    """A consumer-group member that commits only offsets stored after a durable hand-off.
+
+    `enable.auto.offset.store=false`: poll never marks anything; `mark_done` stores offset+1 of a
+    handed-off message and the background auto-commit (and the explicit commits on revoke and
+    close) commit only stored offsets. If the brokers stay unreachable past `unavailable_after`
+    seconds, `poll` raises BrokerUnavailable so the worker can exit and be restarted.
+    """
+
+    def __init__(
+        self,
+        client: KafkaClientConfig,
+        topic: str,
+        group: str,
+        *,
+        unavailable_after: float = 60.0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._topic = topic
+        self._unavailable_after = unavailable_after
+        self._down_since: float | None = None
+        self._paused = False
+        conf = {
+            **client.to_confluent(),
+            "group.id": group,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "error_cb": self._on_error,
+            **(extra or {}),
+        }
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):  # noqa: SLF001
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            log.warning("kafka consumer: %s", err.str())
+        else:
+            log.error("kafka consumer error: %s", err.str())
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned partitions %s", [p.partition for p in partitions])
+        if self._paused:
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoking partitions %s: committing stored offsets", [p.partition for p in partitions])
+        self._commit_quietly(consumer)
+
+    @staticmethod
+    def _commit_quietly(consumer: Consumer) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:  # noqa: SLF001
+                log.warning("commit of stored offsets failed: %s", exc)
+
+    def poll(self, timeout: float) -> InboundMessage | None:
+        msg = self._consumer.poll(timeout)
+        if msg is None:
+            self._check_brokers()
+            return None
+        if msg.error():
+            err = msg.error()
+            if err.fatal():
+                raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
+            log.warning("consumer: %s", err.str())
+            return None
+        self._down_since = None
+        return InboundMessage(
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            value=msg.value(),
+            key=msg.key(),
+            headers=_headers(msg),
+        )
+
+    def _check_brokers(self) -> None:
+        if self._down_since is None or time.monotonic() - self._down_since < self._unavailable_after:
+            return
+        try:
+            self._consumer.list_topics(self._topic, timeout=5)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"brokers unreachable for {time.monotonic() - self._down_since:.0f}s: {exc}"
+            ) from exc
+        self._down_since = None
+
+    def mark_done(self, message: InboundMessage) -> None:
+        self._consumer.store_offsets(offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)])
+
+    def commit(self) -> None:
+        self._commit_quietly(self._consumer)
+
+    def pause(self) -> None:
+        self._paused = True
+        self._consumer.pause(self._consumer.assignment())
+
+    def resume(self) -> None:
+        self._paused = False
+        self._consumer.resume(self._consumer.assignment())
+
+    def close(self) -> None:
+        self.commit()
+        self._consumer.close()
+
+
+class ConfirmedProducer:
+    """A thread-safe idempotent producer whose `send` returns only after the delivery report."""
+
+    def __init__(self, client: KafkaClientConfig, *, delivery_timeout: float = 30.0) -> None:
+        self._timeout = delivery_timeout
+        self._producer = Producer(
+            {
+                **client.to_confluent(),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "delivery.timeout.ms": int(delivery_timeout * 1000),
+            }
+        )
+
+    def send(self, topic: str, message: OutboundMessage) -> None:
+        done = threading.Event()
+        outcome: list[KafkaError | None] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            outcome.append(err)
+            done.set()
+
+        try:
+            self._producer.produce(
+                topic, value=message.value, key=message.key, headers=list(message.headers), on_delivery=on_delivery
+            )
+        except (KafkaException, BufferError) as exc:
+            raise BrokerUnavailable(f"could not enqueue to {topic}: {exc}") from exc
+        deadline = time.monotonic() + self._timeout + 5
+        while not done.is_set():
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"no delivery report from {topic} within {self._timeout:.0f}s")
+            self._producer.poll(0.05)
+        if outcome[0] is not None:
+            raise BrokerUnavailable(f"delivery to {topic} failed: {outcome[0].str()}")
+
+    def close(self) -> None:
+        remaining = self._producer.flush(self._timeout)
+        if remaining:
+            log.warning("%d messages were not delivered before shutdown", remaining)
+
+
+class KafkaCompletionPublisher(CompletionPublisher):
+    def __init__(self, producer: ConfirmedProducer, completion_topic: str, failure_topic: str) -> None:
+        self._producer = producer
+        self._completion_topic = completion_topic
+        self._failure_topic = failure_topic
+
+    def publish(self, completion: Completion) -> None:
+        self._send(self._completion_topic, encode_completion(completion))
+
+    def publish_failure(self, failure: DeletionFailed) -> None:
+        self._send(self._failure_topic, encode_failure(failure))
+
+    def _send(self, topic: str, message: OutboundMessage) -> None:
+        try:
+            self._producer.send(topic, message)
+        except BrokerUnavailable as exc:
+            raise PublishFailed(str(exc)) from exc
+
+
+class KafkaDeadLetterSink(DeadLetterSink):
+    def __init__(self, producer: ConfirmedProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def send(self, message: OutboundMessage) -> None:
+        self._producer.send(self._topic, message)
+
+
+class KafkaRequestProducer:
+    """Produces request messages (the `produce` command); flushes before returning."""
+
+    def __init__(self, client: KafkaClientConfig) -> None:
+        self._producer = Producer({**client.to_confluent(), "enable.idempotence": True, "linger.ms": 5})
+        self._errors: list[str] = []
+
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self._errors.append(err.str())
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining or self._errors:
+            raise BrokerUnavailable(
+                f"{remaining} request(s) undelivered, {len(self._errors)} failed: {self._errors[:3]}"
+            )
+
+
+class KafkaTopicAdmin:
+    """Creates the project's topics idempotently."""
+
+    def __init__(self, client: KafkaClientConfig) -> None:
+        self._admin = AdminClient(client.to_confluent())
+
+    def create(self, topics: Mapping[str, int], replication_factor: int = 1) -> dict[str, str]:
+        """Create each topic (name -> partitions); returns name -> 'created' | 'exists'."""
+        futures = self._admin.create_topics(
+            [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
+            operation_timeout=30,
+        )
+        outcome: dict[str, str] = {}
+        for name, future in futures.items():
+            try:
+                future.result()
+                outcome[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    outcome[name] = "exists"
+                else:
+                    raise BrokerUnavailable(f"could not create topic {name}: {exc.args[0].str()}") from exc
+        return outcome
+
+    def partitions(self, topic: str) -> int:
+        meta = self._admin.list_topics(topic, timeout=10)
+        t = meta.topics.get(topic)
+        if t is None or t.error is not None:
+            return 0
+        return len(t.partitions)

@@ -1,0 +1,231 @@
+"""The Resonate runtime (resonate-sdk 0.6.x): local (in-memory) or remote (a Resonate server).
+
+Registers the domain workflow under a stable name, hands the ports to it as named
+dependencies, and implements the WorkflowStarter port with `begin_run`, which creates the
+durable promise synchronously before returning.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from resonate import Resonate
+from resonate.errors import ResonateStoreError
+from resonate.message_sources import Poller
+from resonate.retry_policies import Constant, Exponential
+from resonate.stores import LocalStore, RemoteStore
+
+from domain.errors import DeletionPlanInvalid, HandOffUnavailable, InvalidRecordId
+from domain.events import Events, NoEvents
+from domain.model import RecordId, WorkflowParams, workflow_id
+from domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
+from domain.workflow import (
+    COMPLETION_PUBLISHER,
+    EVENTS,
+    RECORD_STORE,
+    STEP_OPTIONS,
+    WORKFLOW_NAME,
+    delete_record,
+)
+
+log = logging.getLogger(__name__)
+
+_LOCKED_METHODS: dict[str, tuple[str, ...]] = {
+    "_promises": (
+        "get", "create", "create_with_task", "resolve", "reject", "cancel", "callback", "subscribe", "scan",
+        "transition",
+    ),
+    "_tasks": ("claim", "complete", "heartbeat", "scan", "transition"),
+    "_schedules": ("create", "get", "delete", "scan", "transition"),
+}
+
+
+class ThreadSafeLocalStore(LocalStore):
+    """The SDK's LocalStore with every promise/task/schedule operation under the store's lock.
+
+    The stock LocalStore mutates its dicts from the store thread and from callers' threads
+    without a lock; with hundreds of workflows started at once that races (task claimed twice,
+    'dictionary changed size during iteration'), and the SDK answers by ending the process.
+    The store loop already holds `_cond` (a re-entrant lock) while it steps, so taking the same
+    lock around each operation serializes them without deadlock. `scan` returns a snapshot.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        for attr, names in _LOCKED_METHODS.items():
+            sub = getattr(self, attr)
+            for name in names:
+                setattr(sub, name, self._locked(getattr(sub, name)))
+
+    def _locked(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._cond:
+                result = fn(*args, **kwargs)
+                if inspect.isgenerator(result):
+                    return iter(list(result))
+                return result
+
+        return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetry:
+    """Retry policy of every step: exponential backoff, `max_attempts` in all (0 = unbounded)."""
+
+    max_attempts: int = 10
+    delay: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def options(self) -> dict[str, Any]:
+        retries = sys.maxsize if self.max_attempts <= 0 else self.max_attempts - 1
+        return {
+            "retry_policy": Exponential(
+                delay=self.delay, factor=self.factor, max_delay=self.max_delay, max_retries=retries
+            ),
+            # Retrying cannot fix these; fail the workflow at once.
+            "non_retryable_exceptions": (DeletionPlanInvalid, InvalidRecordId),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    record_id: str
+    state: str  # unknown | pending | resolved | rejected | canceled | timedout
+    detail: Any = None
+
+
+def build_resonate(
+    mode: str,
+    *,
+    host: str = "http://127.0.0.1",
+    store_port: str = "8001",
+    message_source_port: str = "8002",
+    group: str = "record-deleter",
+    ttl: int = 10,
+    workers: int | None = None,
+    request_retries: int = 30,
+    auth: tuple[str, str] | None = None,
+    log_level: int = logging.WARNING,
+) -> Resonate:
+    """A Resonate client. Remote requests retry `request_retries` times, 1 s apart, then fail."""
+    if mode == "local":
+        store = ThreadSafeLocalStore()
+        return Resonate(
+            store=store,
+            message_source=store.message_source(group, "local"),
+            group=group,
+            ttl=ttl,
+            workers=workers,
+            log_level=log_level,
+        )
+    if mode == "remote":
+        return Resonate(
+            store=RemoteStore(
+                host=host, port=store_port, auth=auth, retry_policy=Constant(delay=1, max_retries=request_retries)
+            ),
+            message_source=Poller(group=group, id=_pid(), host=host, port=message_source_port, auth=auth),
+            group=group,
+            ttl=ttl,
+            workers=workers,
+            log_level=log_level,
+        )
+    raise ValueError(f"resonate mode must be 'local' or 'remote', got {mode!r}")
+
+
+def _pid() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+class ResonateRuntime(WorkflowStarter):
+    """Starts, tracks and reports the deletion workflows of this process."""
+
+    def __init__(
+        self,
+        resonate: Resonate,
+        store: RecordStore,
+        publisher: CompletionPublisher,
+        *,
+        params: WorkflowParams | None = None,
+        step_retry: StepRetry | None = None,
+        events: Events | None = None,
+    ) -> None:
+        self._resonate = resonate
+        self._params = params or WorkflowParams()
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        resonate.set_dependency(RECORD_STORE, store)
+        resonate.set_dependency(COMPLETION_PUBLISHER, publisher)
+        resonate.set_dependency(STEP_OPTIONS, (step_retry or StepRetry()).options())
+        resonate.set_dependency(EVENTS, events or NoEvents())
+        self._workflow = resonate.register(delete_record, name=WORKFLOW_NAME)
+        self._started = False
+
+    def start_runtime(self) -> None:
+        """Start the SDK threads so this process also picks up (recovered) work from the server."""
+        if not self._started:
+            self._resonate.start()
+            self._started = True
+
+    def start(self, record_id: RecordId, offset: int) -> None:
+        try:
+            handle = self._workflow.begin_run(
+                workflow_id(record_id), record_id.value, offset, self._params.batch_size, self._params.pause_seconds
+            )
+        except ResonateStoreError as exc:
+            raise HandOffUnavailable(f"resonate: {exc}") from exc
+        self._started = True
+        with self._lock:
+            self._handles[handle.id] = handle
+
+    def in_flight(self) -> int:
+        with self._lock:
+            for key in [k for k, h in self._handles.items() if h.done()]:
+                del self._handles[key]
+            return len(self._handles)
+
+    def wait(self, record_id: RecordId, timeout: float | None = None) -> Any:
+        """Block until the record's workflow completes; returns its result or raises its error."""
+        with self._lock:
+            handle = self._handles.get(workflow_id(record_id))
+        if handle is None:
+            handle = self._resonate.get(workflow_id(record_id))
+        return handle.result(timeout)
+
+    def status(self, record_id: RecordId) -> WorkflowStatus:
+        try:
+            promise = self._resonate.promises.get(workflow_id(record_id))
+        except ResonateStoreError as exc:
+            if getattr(exc, "code", None) in (40400, 404) or "not found" in str(exc).lower():
+                return WorkflowStatus(record_id.value, "unknown")
+            raise HandOffUnavailable(f"resonate: {exc}") from exc
+        state = {
+            "PENDING": "pending",
+            "RESOLVED": "resolved",
+            "REJECTED": "rejected",
+            "REJECTED_CANCELED": "canceled",
+            "REJECTED_TIMEDOUT": "timedout",
+        }[promise.state]
+        detail: Any = None
+        if promise.completed:
+            from resonate.options import Options
+
+            outcome = promise.result(Options().get_encoder())
+            value = outcome.value
+            detail = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else value
+        return WorkflowStatus(record_id.value, state, detail)
+
+    def stop(self) -> None:
+        if self._started:
+            self._resonate.stop()
+

@@ -1,0 +1,37 @@
+"""Domain errors: what went wrong, in words a person can act on."""
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class InvalidRecordId(DomainError, ValueError):
+    """A record id is empty, too long or contains characters outside the allowed set."""
+
+
+class PoisonMessage(DomainError):
+    """A request message that can never be processed; it belongs on the dead-letter topic."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RecordStoreUnavailable(DomainError):
+    """The database could not be reached or the batch failed transiently; the step retries."""
+
+
+class DeletionPlanInvalid(DomainError):
+    """The deletion plan names a table or column that does not exist: retrying cannot help."""
+
+
+class PublishFailed(DomainError):
+    """A completion was not confirmed by the broker; the step retries."""
+
+
+class HandOffUnavailable(DomainError):
+    """The durable runtime could not create the workflow (e.g. the Resonate server is down)."""
+
+
+class BrokerUnavailable(DomainError):
+    """The message broker cannot be reached (or a dead-letter write was not confirmed)."""
