@@ -174,3 +174,29 @@ class InMemoryDeadLetterSink(DeadLetterSink):
 
     def send(self, message: OutboundMessage) -> None:
         self._broker.produce(self._topic, message.value, message.key, message.headers)
+
+
+class InMemoryTopicAdmin:
+    """Same surface as KafkaTopicAdmin."""
+
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self._broker = broker
+
+    def create(self, topics: dict[str, int], replication_factor: int = 1) -> dict[str, str]:
+        return {name: "created" if self._broker.create_topic(name, n) else "exists" for name, n in topics.items()}
+
+    def partitions(self, topic: str) -> int:
+        return self._broker.topics().get(topic, 0)
+
+
+class InMemoryRequestProducer:
+    """Same surface as KafkaRequestProducer."""
+
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self._broker = broker
+
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+        self._broker.produce(topic, value, key)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        return None

@@ -1,0 +1,95 @@
+"""Events → structured logs and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from domain.events import Events
+
+log = logging.getLogger("record_deleter.events")
+
+
+class LoggingEvents(Events):
+    """One line per event: `event key=value ...`, or one JSON object per line."""
+
+    def __init__(self, *, json_lines: bool = False, level: int = logging.INFO) -> None:
+        self._json = json_lines
+        self._level = level
+
+    def emit(self, event: str, **fields: object) -> None:
+        level = logging.WARNING if event in ("retrying", "dead_lettered", "failure_published") else self._level
+        if not log.isEnabledFor(level):
+            return
+        if self._json:
+            log.log(level, json.dumps({"event": event, **fields}, default=str))
+        else:
+            log.log(level, "%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+class PrometheusEvents(Events):
+    """Counters and a hand-off latency histogram in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, in_flight: object = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("record_deleter_messages_consumed", "Request messages polled", registry=r)
+        self.handed_off = Counter("record_deleter_messages_handed_off", "Workflows durably created", registry=r)
+        self.dead_lettered = Counter("record_deleter_messages_dead_lettered", "Poison messages", registry=r)
+        self.retries = Counter("record_deleter_handoff_retries", "Hand-off retries", ["what"], registry=r)
+        self.batches = Counter("record_deleter_batches_deleted", "Delete batches executed", registry=r)
+        self.rows = Counter("record_deleter_rows_deleted", "Rows deleted", registry=r)
+        self.completions = Counter("record_deleter_completions_published", "Completions published", registry=r)
+        self.failures = Counter("record_deleter_failures_published", "Failures published", registry=r)
+        self.latency = Histogram(
+            "record_deleter_handoff_seconds",
+            "Time from poll to durable hand-off",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.in_flight = Gauge("record_deleter_workflows_in_flight", "Workflows started here, not done", registry=r)
+        self.paused = Gauge("record_deleter_consumer_paused", "1 while at the in-flight bound", registry=r)
+
+    def emit(self, event: str, **fields: object) -> None:
+        match event:
+            case "consumed":
+                self.consumed.inc()
+            case "handed_off":
+                self.handed_off.inc()
+                seconds = fields.get("seconds")
+                if isinstance(seconds, float):
+                    self.latency.observe(seconds)
+            case "dead_lettered":
+                self.dead_lettered.inc()
+            case "retrying":
+                self.retries.labels(str(fields.get("what", ""))).inc()
+            case "batch_deleted":
+                self.batches.inc()
+                rows = fields.get("rows")
+                if isinstance(rows, int):
+                    self.rows.inc(rows)
+            case "completion_published":
+                self.completions.inc()
+            case "failure_published":
+                self.failures.inc()
+            case "paused":
+                self.paused.set(1)
+            case "resumed":
+                self.paused.set(0)
+            case _:
+                pass
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
+
+
+class FanOutEvents(Events):
+    def __init__(self, sinks: Iterable[Events]) -> None:
+        self._sinks = tuple(sinks)
+
+    def emit(self, event: str, **fields: object) -> None:
+        for sink in self._sinks:
+            sink.emit(event, **fields)

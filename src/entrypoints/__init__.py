@@ -1,0 +1,1 @@
+"""Entrypoints: settings, one dependency-injector container per command, the CLI."""

@@ -1,0 +1,189 @@
+"""The `demo` command: the whole system in one process on its embedded defaults.
+
+SQLite file (migrated), the in-process broker, Resonate's local store. Seeds records whose row
+counts differ by orders of magnitude (the largest first in line), produces one request per record
+in the reference example's format plus a duplicate and a malformed message, runs the worker
+until every workflow completed, prints completion order next to arrival order, and verifies:
+no rows left, one workflow and one completion for the duplicated id, the malformed message on
+the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters.sql_migrations import upgrade
+from domain.messages import decode_completion
+from domain.model import RecordId
+from entrypoints.containers import DemoContainer
+from entrypoints.progress import Progress
+
+DEFAULT_ROWS = (200_000, 40, 2_500, 7, 900, 25_000, 3, 150, 12_000, 60)
+MALFORMED = b'{"record": oops'
+
+
+@dataclass
+class Row:
+    arrival: int
+    record_id: str
+    rows: int
+    completed: int | None = None
+    seconds: float | None = None
+    batches: int | None = None
+
+
+def demo_overrides(db_path: Path) -> dict[str, dict[str, Any]]:
+    return {
+        "broker": {"kind": "memory", "partitions": 1},
+        "database": {"url": f"sqlite:///{db_path}"},
+        "resonate": {"mode": "local"},
+        "worker": {"log_level": "WARNING"},
+    }
+
+
+def run_demo(config: dict[str, Any], *, rows: tuple[int, ...] = DEFAULT_ROWS, timeout: float = 120.0) -> int:
+    out = sys.stdout
+    db_url = config["database"]["url"]
+    upgrade(db_url)
+    container = DemoContainer()
+    container.config.from_dict(config)
+    try:
+        return _run(container, config, rows, timeout, out)
+    finally:
+        container.shutdown_resources()
+
+
+def _run(container: DemoContainer, config: dict[str, Any], rows: tuple[int, ...], timeout: float, out: Any) -> int:
+    broker_cfg = config["broker"]
+    batch_size = config["workflow"]["batch_size"]
+    run_tag = time.strftime("%H%M%S")
+    table = [Row(i + 1, f"demo-{run_tag}-{i + 1:02d}", n) for i, n in enumerate(rows)]
+    store = container.record_store()
+    admin = container.topic_admin()
+    admin.create(
+        {
+            broker_cfg["request_topic"]: 1,
+            broker_cfg["completion_topic"]: 1,
+            broker_cfg["failure_topic"]: 1,
+            broker_cfg["dead_letter_topic"]: 1,
+        }
+    )
+
+    total = sum(rows)
+    print(f"seeding {len(table)} records, {total:,} rows, into {config['database']['url']}", file=out)
+    progress = Progress("seed", total)
+    seeded = 0
+    for row in table:
+        store.add_record(RecordId(row.record_id), row.rows)
+        seeded += row.rows
+        progress.update(seeded)
+
+    producer = container.request_producer()
+    topic = broker_cfg["request_topic"]
+    duplicate = table[1].record_id
+    for row in table:
+        # both wire formats of the reference example: "id" and ["id", ...]
+        value = json.dumps(row.record_id if row.arrival % 2 else [row.record_id, "extra"]).encode()
+        producer.send(topic, value, row.record_id.encode())
+    producer.send(topic, json.dumps(duplicate).encode(), duplicate.encode())
+    producer.send(topic, MALFORMED, None)
+    producer.flush()
+    print(f"produced {len(table) + 2} requests (one duplicate of {duplicate}, one malformed)", file=out)
+
+    broker = container.adapters.memory_broker()
+    runtime = container.runtime()
+    stop = threading.Event()
+    handoff = container.handoff()
+    worker = threading.Thread(target=handoff.run, args=(stop.is_set,), name="demo-worker", daemon=True)
+    started = time.monotonic()
+    worker.start()
+
+    completions = broker_cfg["completion_topic"]
+    deadline = started + timeout
+    seen: dict[str, Row] = {}
+    by_id = {row.record_id: row for row in table}
+    progress = Progress("records deleted", len(table))
+    while len(seen) < len(table) and time.monotonic() < deadline:
+        for _, message in broker.messages(completions):
+            record_id, _offset = decode_completion(message.value or b"")
+            if record_id in by_id and record_id not in seen:
+                row = by_id[record_id]
+                row.completed = len(seen) + 1
+                row.seconds = time.monotonic() - started
+                row.batches = int(dict(message.headers).get("batches", b"0"))
+                seen[record_id] = row
+        progress.update(len(seen))
+        broker.wait(0.05)
+    stop.set()
+    worker.join(10)
+
+    print(file=out)
+    print(f"{'arrival':>7}  {'record':<20} {'rows':>9}  {'batches':>7}  {'completed':>9}  {'seconds':>7}", file=out)
+    for row in sorted(table, key=lambda r: (r.completed or 10**9)):
+        done = str(row.completed) if row.completed else "-"
+        secs = f"{row.seconds:.2f}" if row.seconds is not None else "-"
+        print(
+            f"{row.arrival:>7}  {row.record_id:<20} {row.rows:>9,}  {row.batches or '-':>7}  {done:>9}  {secs:>7}",
+            file=out,
+        )
+    print(file=out)
+    return _verify(table, store, broker, broker_cfg, runtime, duplicate, batch_size, out)
+
+
+def _verify(
+    table: list[Row],
+    store: Any,
+    broker: Any,
+    broker_cfg: dict[str, Any],
+    runtime: Any,
+    duplicate: str,
+    batch_size: int,
+    out: Any,
+) -> int:
+    checks: list[tuple[str, bool]] = []
+    checks.append(("every record completed", all(r.completed for r in table)))
+    left = {r.record_id: store.count_rows(RecordId(r.record_id)) for r in table}
+    checks.append((f"no rows left in the database ({sum(left.values())} found)", not any(left.values())))
+    big = max(table, key=lambda r: r.rows)
+    smaller = [r for r in table if r is not big]
+    checks.append(
+        (
+            f"head-of-line: every smaller record finished before the largest ({big.record_id}, arrived first)",
+            all((r.completed or 0) < (big.completed or 0) for r in smaller) if big.completed else False,
+        )
+    )
+    dup_completions = [
+        m for _, m in broker.messages(broker_cfg["completion_topic"]) if decode_completion(m.value)[0] == duplicate
+    ]
+    dup_row = next(r for r in table if r.record_id == duplicate)
+    batches_run = store.batches_done(RecordId(duplicate))
+    checks.append(
+        (
+            f"duplicate {duplicate}: {len(dup_completions)} completion(s), {batches_run} batch(es) run "
+            f"for {dup_row.batches} needed",
+            len(dup_completions) == 1 and batches_run == dup_row.batches,
+        )
+    )
+    status = runtime.status(RecordId(duplicate))
+    checks.append((f"workflow of {duplicate} is {status.state}", status.state == "resolved"))
+    dlq = broker.messages(broker_cfg["dead_letter_topic"])
+    reasons = [dict(m.headers).get("dlq-error", b"").decode() for _, m in dlq if m.value == MALFORMED]
+    checks.append(
+        (
+            f"malformed message on {broker_cfg['dead_letter_topic']}: {reasons[0] if reasons else 'missing'}",
+            len(reasons) == 1,
+        )
+    )
+    ok = True
+    for text, passed in checks:
+        print(f"  [{'ok' if passed else 'FAILED'}] {text}", file=out)
+        ok = ok and passed
+    print(file=out)
+    print("demo passed" if ok else "demo FAILED", file=out)
+    return 0 if ok else 1

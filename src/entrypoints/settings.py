@@ -1,0 +1,226 @@
+"""Typed settings, validated at start-up from environment variables and an optional TOML file.
+
+Each concern has its own model and environment prefix (BROKER_, DATABASE_, RESONATE_,
+WORKFLOW_, WORKER_). A TOML file (`--config FILE` or RECORD_DELETER_CONFIG) may hold the same
+keys in sections [broker], [database], ...; environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from adapters.sql_store import DeletionPlan
+
+
+class _Concern(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class BrokerSettings(_Concern):
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="forbid")
+
+    kind: Literal["kafka", "redpanda", "memory"] = "kafka"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    request_topic: str = "records_to_be_deleted"
+    completion_topic: str = "records_that_were_deleted"
+    failure_topic: str = "records_that_failed_deletion"
+    dead_letter_topic: str = "records_to_be_deleted.dlq"
+    group: str = "record-deleter"
+    partitions: int = Field(default=3, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=32)
+    unavailable_after_seconds: float = Field(default=60.0, gt=0)
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("request_topic", "completion_topic", "failure_topic", "dead_letter_topic", "group")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or len(v) > 249 or not all(c.isalnum() or c in "._-" for c in v):
+            raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, v: str) -> str:
+        for part in v.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("must be a comma-separated list of host:port")
+        return v
+
+
+class DatabaseSettings(_Concern):
+    model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="forbid")
+
+    url: str = "sqlite:///record-deleter.db"
+    deletion_plan: str = "record_rows:record_id,records:id"
+    pool_size: int = Field(default=8, ge=1, le=256)
+    seconds_per_row: float = Field(default=0.0, ge=0, description="memory store only: simulated cost")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v == "memory" or v.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            return v
+        raise ValueError("must be 'memory', a sqlite:/// URL or a postgresql+psycopg:// URL")
+
+    @field_validator("deletion_plan")
+    @classmethod
+    def _plan(cls, v: str) -> str:
+        DeletionPlan.parse(v)
+        return v
+
+    @property
+    def kind(self) -> str:
+        return "memory" if self.url == "memory" else "sql"
+
+
+class ResonateSettings(_Concern):
+    model_config = SettingsConfigDict(env_prefix="RESONATE_", extra="forbid")
+
+    mode: Literal["local", "remote"] = "remote"
+    url: str = "http://127.0.0.1:8001"
+    message_source_port: int = Field(default=8002, ge=1, le=65535)
+    group: str = "record-deleter"
+    ttl: int = Field(default=10, ge=1, le=3600)
+    workers: int | None = Field(default=None, ge=1, le=1024)
+    request_retries: int = Field(default=30, ge=0, le=100_000)
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        scheme, sep, rest = v.partition("://")
+        host, _, port = rest.rstrip("/").rpartition(":")
+        if scheme not in ("http", "https") or not sep or not host or not port.isdigit():
+            raise ValueError("must be http(s)://host:port of the Resonate server's API")
+        return v.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return self.url.rpartition(":")[0]
+
+    @property
+    def store_port(self) -> str:
+        return self.url.rpartition(":")[2]
+
+
+class WorkflowSettings(_Concern):
+    model_config = SettingsConfigDict(env_prefix="WORKFLOW_", extra="forbid")
+
+    batch_size: int = Field(default=1000, ge=1, le=1_000_000)
+    pause_seconds: float = Field(default=0.0, ge=0, le=86_400)
+    step_max_attempts: int = Field(default=10, ge=0, le=1_000_000, description="0 = unbounded")
+    step_retry_delay: float = Field(default=1.0, ge=0)
+    step_retry_max_delay: float = Field(default=30.0, ge=0)
+
+
+class WorkerSettings(_Concern):
+    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="forbid")
+
+    max_in_flight: int = Field(default=1000, ge=0, le=1_000_000, description="0 = unbounded")
+    handoff_retry_seconds: float = Field(default=60.0, gt=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics endpoint")
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseModel):
+    broker: BrokerSettings
+    database: DatabaseSettings
+    resonate: ResonateSettings
+    workflow: WorkflowSettings
+    worker: WorkerSettings
+
+    def container_config(self) -> dict[str, Any]:
+        """Plain values for the DI Configuration provider (secrets unwrapped here only)."""
+        out = {name: getattr(self, name).model_dump() for name in type(self).model_fields}
+        for section, key in (("broker", "sasl_password"), ("resonate", "password")):
+            secret = getattr(getattr(self, section), key)
+            out[section][key] = secret.get_secret_value() if secret else None
+        out["database"]["kind"] = self.database.kind
+        out["resonate"]["host"] = self.resonate.host
+        out["resonate"]["store_port"] = self.resonate.store_port
+        out["resonate"]["auth"] = (
+            (self.resonate.username, out["resonate"]["password"] or "") if self.resonate.username else None
+        )
+        return out
+
+
+_CONCERNS: dict[str, type[_Concern]] = {
+    "broker": BrokerSettings,
+    "database": DatabaseSettings,
+    "resonate": ResonateSettings,
+    "workflow": WorkflowSettings,
+    "worker": WorkerSettings,
+}
+
+
+class SettingsError(Exception):
+    """One line naming the setting, the bad value and what is allowed."""
+
+
+def load_settings(config_file: str | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+    """Load every concern; `overrides` (from a command, e.g. the demo) win over env and file."""
+    path = config_file or os.environ.get("RECORD_DELETER_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            file_values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+        unknown = set(file_values) - set(_CONCERNS)
+        if unknown:
+            raise SettingsError(
+                f"config file {path} has unknown section(s) {sorted(unknown)}; allowed: {sorted(_CONCERNS)}"
+            )
+    values: dict[str, Any] = {}
+    for name, model in _CONCERNS.items():
+        try:
+            concern = model(**file_values.get(name, {}))
+            forced = (overrides or {}).get(name)
+            if forced:
+                concern = model.model_validate({**concern.model_dump(), **forced})
+        except ValidationError as exc:
+            raise SettingsError(_describe(name, model, exc)) from None
+        except ValueError as exc:
+            raise SettingsError(f"invalid {name} setting: {exc}") from None
+        values[name] = concern
+    return Settings(**values)
+
+
+def _describe(name: str, model: type[_Concern], exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    prefix = model.model_config.get("env_prefix", "")
+    env = f"{prefix}{field}".upper()
+    shown = "<hidden>" if "password" in field else repr(err.get("input"))
+    reason = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(model.model_fields))
+        return f"unknown setting {name}.{field}; allowed in [{name}]: {allowed}"
+    return f"invalid setting {env} ({name}.{field}) = {shown}: {reason}"

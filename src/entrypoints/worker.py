@@ -1,0 +1,63 @@
+"""The `worker` command: hand requests off until SIGTERM/SIGINT, then shut down cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from domain.errors import BrokerUnavailable
+from domain.handoff import HandOffGaveUp
+from entrypoints.containers import WorkerContainer
+
+log = logging.getLogger("record_deleter.worker")
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 3
+
+
+def run_worker(config: dict[str, Any]) -> int:
+    """Run until a signal; exit 3 when the runtime/broker stays unreachable (supervisor restarts)."""
+    container = WorkerContainer()
+    container.config.from_dict(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping after the current message", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    adapters = container.adapters
+    metrics_port = config["worker"]["metrics_port"]
+    if metrics_port:
+        adapters.prometheus().serve(metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+    runtime = adapters.runtime()
+    runtime.start_runtime()
+    source = adapters.request_source()
+    handoff = container.handoff(source=source)
+    broker = config["broker"]
+    log.info(
+        "worker started: %s %s, topic %s, group %s, resonate %s %s",
+        broker["kind"],
+        broker["bootstrap_servers"],
+        broker["request_topic"],
+        broker["group"],
+        config["resonate"]["mode"],
+        config["resonate"]["url"],
+    )
+    code = EXIT_OK
+    try:
+        handoff.run(stop.is_set)
+    except (HandOffGaveUp, BrokerUnavailable) as exc:
+        log.error("giving up: %s", exc)  # noqa: TRY400 - the reason is the message; no traceback needed
+        code = EXIT_UNAVAILABLE
+    finally:
+        source.close()
+        container.shutdown_resources()
+        log.info("worker stopped (exit %d)", code)
+    return code
