@@ -28,7 +28,9 @@ def service_endpoint(variable: str, what: str) -> str:
     return value
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
+def wait_for[T](
+    condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> T:
     """Poll `condition` until it returns a truthy value; fail with `message` at the deadline."""
     deadline = time.monotonic() + timeout
     last: T = condition()

@@ -25,7 +25,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "record_rows",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("record_id", sa.String(128), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_record_rows"),

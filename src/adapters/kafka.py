@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from domain.errors import BrokerUnavailable, PublishFailed
 from domain.messages import OutboundMessage, encode_completion, encode_failure
@@ -55,7 +55,9 @@ class KafkaClientConfig:
 
 
 def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:
-    return tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in msg.headers() or [])
+    headers = msg.headers() or []
+    raw = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return tuple((k, v if isinstance(v, bytes) else str(v or "").encode()) for k, v in raw)
 
 
 class KafkaRequestSource(RequestSource):
@@ -95,7 +97,7 @@ class KafkaRequestSource(RequestSource):
         self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):  # noqa: SLF001
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             if self._down_since is None:
                 self._down_since = time.monotonic()
             log.warning("kafka consumer: %s", err.str())
@@ -116,7 +118,7 @@ class KafkaRequestSource(RequestSource):
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:  # noqa: SLF001
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit of stored offsets failed: %s", exc)
 
     def poll(self, timeout: float) -> InboundMessage | None:
@@ -124,17 +126,17 @@ class KafkaRequestSource(RequestSource):
         if msg is None:
             self._check_brokers()
             return None
-        if msg.error():
-            err = msg.error()
+        err = msg.error()
+        if err is not None:
             if err.fatal():
                 raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
             log.warning("consumer: %s", err.str())
             return None
         self._down_since = None
         return InboundMessage(
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
+            topic=msg.topic() or self._topic,
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
             value=msg.value(),
             key=msg.key(),
             headers=_headers(msg),
@@ -152,7 +154,9 @@ class KafkaRequestSource(RequestSource):
         self._down_since = None
 
     def mark_done(self, message: InboundMessage) -> None:
-        self._consumer.store_offsets(offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)])
+        self._consumer.store_offsets(
+            offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)]
+        )
 
     def commit(self) -> None:
         self._commit_quietly(self._consumer)
@@ -195,7 +199,11 @@ class ConfirmedProducer:
 
         try:
             self._producer.produce(
-                topic, value=message.value, key=message.key, headers=list(message.headers), on_delivery=on_delivery
+                topic,
+                value=message.value,
+                key=message.key,
+                headers=list(message.headers),
+                on_delivery=on_delivery,
             )
         except (KafkaException, BufferError) as exc:
             raise BrokerUnavailable(f"could not enqueue to {topic}: {exc}") from exc
@@ -278,7 +286,10 @@ class KafkaTopicAdmin:
     def create(self, topics: Mapping[str, int], replication_factor: int = 1) -> dict[str, str]:
         """Create each topic (name -> partitions); returns name -> 'created' | 'exists'."""
         futures = self._admin.create_topics(
-            [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
+            [
+                NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+                for name, n in topics.items()
+            ],
             operation_timeout=30,
         )
         outcome: dict[str, str] = {}

@@ -97,7 +97,8 @@ class InMemoryBroker:
     def lag(self, group: str, topic: str) -> int:
         with self._cond:
             return sum(
-                len(log) - self._committed[(group, topic, p)] for p, log in enumerate(self._topics.get(topic, []))
+                len(log) - self._committed[(group, topic, p)]
+                for p, log in enumerate(self._topics.get(topic, []))
             )
 
 
@@ -126,7 +127,9 @@ class InMemoryRequestSource(RequestSource):
                 if stored is not None:
                     self._position[p] = pos + 1
                     self._next_partition = p + 1
-                    return InboundMessage(self._topic, p, stored.offset, stored.value, stored.key, stored.headers)
+                    return InboundMessage(
+                        self._topic, p, stored.offset, stored.value, stored.key, stored.headers
+                    )
             if attempt == 0:
                 self._broker.wait(timeout)
         return None
@@ -183,7 +186,9 @@ class InMemoryTopicAdmin:
         self._broker = broker
 
     def create(self, topics: dict[str, int], replication_factor: int = 1) -> dict[str, str]:
-        return {name: "created" if self._broker.create_topic(name, n) else "exists" for name, n in topics.items()}
+        return {
+            name: "created" if self._broker.create_topic(name, n) else "exists" for name, n in topics.items()
+        }
 
     def partitions(self, topic: str) -> int:
         return self._broker.topics().get(topic, 0)

@@ -21,7 +21,9 @@ class LoggingEvents(Events):
         self._level = level
 
     def emit(self, event: str, **fields: object) -> None:
-        level = logging.WARNING if event in ("retrying", "dead_lettered", "failure_published") else self._level
+        level = (
+            logging.WARNING if event in ("retrying", "dead_lettered", "failure_published") else self._level
+        )
         if not log.isEnabledFor(level):
             return
         if self._json:
@@ -37,12 +39,16 @@ class PrometheusEvents(Events):
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.consumed = Counter("record_deleter_messages_consumed", "Request messages polled", registry=r)
-        self.handed_off = Counter("record_deleter_messages_handed_off", "Workflows durably created", registry=r)
+        self.handed_off = Counter(
+            "record_deleter_messages_handed_off", "Workflows durably created", registry=r
+        )
         self.dead_lettered = Counter("record_deleter_messages_dead_lettered", "Poison messages", registry=r)
         self.retries = Counter("record_deleter_handoff_retries", "Hand-off retries", ["what"], registry=r)
         self.batches = Counter("record_deleter_batches_deleted", "Delete batches executed", registry=r)
         self.rows = Counter("record_deleter_rows_deleted", "Rows deleted", registry=r)
-        self.completions = Counter("record_deleter_completions_published", "Completions published", registry=r)
+        self.completions = Counter(
+            "record_deleter_completions_published", "Completions published", registry=r
+        )
         self.failures = Counter("record_deleter_failures_published", "Failures published", registry=r)
         self.latency = Histogram(
             "record_deleter_handoff_seconds",
@@ -50,7 +56,9 @@ class PrometheusEvents(Events):
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
-        self.in_flight = Gauge("record_deleter_workflows_in_flight", "Workflows started here, not done", registry=r)
+        self.in_flight = Gauge(
+            "record_deleter_workflows_in_flight", "Workflows started here, not done", registry=r
+        )
         self.paused = Gauge("record_deleter_consumer_paused", "1 while at the in-flight bound", registry=r)
 
     def emit(self, event: str, **fields: object) -> None:

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from resonate import Resonate
 from resonate.errors import ResonateStoreError
@@ -39,7 +39,15 @@ log = logging.getLogger(__name__)
 
 _LOCKED_METHODS: dict[str, tuple[str, ...]] = {
     "_promises": (
-        "get", "create", "create_with_task", "resolve", "reject", "cancel", "callback", "subscribe", "scan",
+        "get",
+        "create",
+        "create_with_task",
+        "resolve",
+        "reject",
+        "cancel",
+        "callback",
+        "subscribe",
+        "scan",
         "transition",
     ),
     "_tasks": ("claim", "complete", "heartbeat", "scan", "transition"),
@@ -130,7 +138,10 @@ def build_resonate(
     if mode == "remote":
         return Resonate(
             store=RemoteStore(
-                host=host, port=store_port, auth=auth, retry_policy=Constant(delay=1, max_retries=request_retries)
+                host=host,
+                port=store_port,
+                auth=auth,
+                retry_policy=Constant(delay=1, max_retries=request_retries),
             ),
             message_source=Poller(group=group, id=_pid(), host=host, port=message_source_port, auth=auth),
             group=group,
@@ -168,7 +179,8 @@ class ResonateRuntime(WorkflowStarter):
         resonate.set_dependency(COMPLETION_PUBLISHER, publisher)
         resonate.set_dependency(STEP_OPTIONS, (step_retry or StepRetry()).options())
         resonate.set_dependency(EVENTS, events or NoEvents())
-        self._workflow = resonate.register(delete_record, name=WORKFLOW_NAME)
+        # The domain's DurableContext is a structural subset of resonate's Context.
+        self._workflow = resonate.register(cast(Any, delete_record), name=WORKFLOW_NAME)
         self._started = False
 
     def start_runtime(self) -> None:
@@ -180,7 +192,11 @@ class ResonateRuntime(WorkflowStarter):
     def start(self, record_id: RecordId, offset: int) -> None:
         try:
             handle = self._workflow.begin_run(
-                workflow_id(record_id), record_id.value, offset, self._params.batch_size, self._params.pause_seconds
+                workflow_id(record_id),
+                record_id.value,
+                offset,
+                self._params.batch_size,
+                self._params.pause_seconds,
             )
         except ResonateStoreError as exc:
             raise HandOffUnavailable(f"resonate: {exc}") from exc
@@ -228,4 +244,3 @@ class ResonateRuntime(WorkflowStarter):
     def stop(self) -> None:
         if self._started:
             self._resonate.stop()
-

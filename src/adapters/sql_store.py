@@ -151,6 +151,8 @@ class SqlRecordStore(RecordStore, RecordInventory):
         with self._engine.connect() as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(deletion_audit).where(deletion_audit.c.record_id == record_id.value)
+                    select(func.count())
+                    .select_from(deletion_audit)
+                    .where(deletion_audit.c.record_id == record_id.value)
                 ).scalar_one()
             )

@@ -79,6 +79,10 @@ class DeletionFailed:
     idempotency_key: str
 
 
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_PAUSE_SECONDS = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowParams:
     """Behaviour of one workflow, fixed when it starts and stored with its durable promise.
@@ -87,8 +91,8 @@ class WorkflowParams:
     settings follows the same path as the original run.
     """
 
-    batch_size: int = 1000
-    pause_seconds: float = 0.0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    pause_seconds: float = DEFAULT_PAUSE_SECONDS
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

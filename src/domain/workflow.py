@@ -11,7 +11,15 @@ from collections.abc import Generator, Mapping
 from typing import Any, Protocol
 
 from domain.events import Events, NoEvents
-from domain.model import Completion, DeletionFailed, RecordId, WorkflowParams, workflow_id
+from domain.model import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_PAUSE_SECONDS,
+    Completion,
+    DeletionFailed,
+    RecordId,
+    WorkflowParams,
+    workflow_id,
+)
 from domain.ports import CompletionPublisher, RecordStore
 
 WORKFLOW_NAME = "delete_record"
@@ -74,8 +82,8 @@ def delete_record(
     ctx: DurableContext,
     record_id: str,
     offset: int,
-    batch_size: int = WorkflowParams.batch_size,
-    pause_seconds: float = WorkflowParams.pause_seconds,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pause_seconds: float = DEFAULT_PAUSE_SECONDS,
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Workflow: delete batches while rows remain, pausing durably between them, then publish.
 

@@ -28,14 +28,18 @@ def _parser() -> argparse.ArgumentParser:
         "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*) and an optional TOML "
         "file; see README.md.",
     )
-    p.add_argument("--config", metavar="FILE", help="TOML settings file (env vars win); or RECORD_DELETER_CONFIG")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML settings file (env vars win); or RECORD_DELETER_CONFIG"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("worker", help="consume requests and hand each off to a durable workflow (until SIGTERM)")
 
     prod = sub.add_parser("produce", help="produce N deletion requests in the reference example's format")
     prod.add_argument("-n", type=int, required=True, help="number of requests")
-    prod.add_argument("--prefix", default="rec-", help="record id prefix (default: rec-), as `seed` names them")
+    prod.add_argument(
+        "--prefix", default="rec-", help="record id prefix (default: rec-), as `seed` names them"
+    )
     prod.add_argument("--start", type=int, default=1, help="first record number (default: 1)")
     prod.add_argument(
         "--format", choices=("string", "array"), default="string", help='"id" (default) or ["id", n]'
@@ -45,15 +49,25 @@ def _parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="create records with rows in the database")
     seed.add_argument("--records", type=int, required=True, help="number of records")
-    seed.add_argument("--rows", type=int, default=None, help="rows per record (default: random, see --max-rows)")
-    seed.add_argument("--max-rows", type=int, default=10_000, help="upper bound of random row counts (log-uniform)")
+    seed.add_argument(
+        "--rows", type=int, default=None, help="rows per record (default: random, see --max-rows)"
+    )
+    seed.add_argument(
+        "--max-rows", type=int, default=10_000, help="upper bound of random row counts (log-uniform)"
+    )
     seed.add_argument("--prefix", default="rec-", help="record id prefix (default: rec-)")
     seed.add_argument("--start", type=int, default=1, help="first record number (default: 1)")
     seed.add_argument("--seed", type=int, default=None, help="random seed for reproducible row counts")
 
-    demo = sub.add_parser("demo", help="run everything in one process on embedded defaults and verify the result")
-    demo.add_argument("--db", default=".demo/record-deleter-demo.db", help="SQLite file (default: %(default)s)")
-    demo.add_argument("--big", type=int, default=200_000, help="rows of the large record (default: %(default)s)")
+    demo = sub.add_parser(
+        "demo", help="run everything in one process on embedded defaults and verify the result"
+    )
+    demo.add_argument(
+        "--db", default=".demo/record-deleter-demo.db", help="SQLite file (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--big", type=int, default=200_000, help="rows of the large record (default: %(default)s)"
+    )
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for completion")
 
     status = sub.add_parser("status", help="state of a record's workflow and rows left")
@@ -135,7 +149,9 @@ def _dispatch(args: argparse.Namespace, config: dict[str, Any]) -> int:
             from adapters.sql_migrations import upgrade
 
             if config["database"]["kind"] != "sql":
-                print("record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr)
+                print(
+                    "record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr
+                )
                 return EXIT_USAGE
             upgrade(config["database"]["url"], args.revision)
             print(f"database at revision {args.revision}")
@@ -153,7 +169,11 @@ def _produce(args: argparse.Namespace, config: dict[str, Any]) -> int:
     progress = Progress(f"produce to {topic}", args.n)
     for i in range(args.n):
         record_id = RecordId(f"{args.prefix}{args.start + i:06d}")
-        value = encode_request(record_id) if args.format == "string" else json.dumps([record_id.value, i]).encode()
+        value = (
+            encode_request(record_id)
+            if args.format == "string"
+            else json.dumps([record_id.value, i]).encode()
+        )
         producer.send(topic, value, record_id.value.encode())
         progress.update(i + 1)
     producer.flush()
@@ -190,7 +210,9 @@ def _seed(args: argparse.Namespace, config: dict[str, Any]) -> int:
         store = container.record_store()
         rng = random.Random(args.seed)
         counts = [
-            args.rows if args.rows is not None else int(round(10 ** rng.uniform(0, max(0.0, _log10(args.max_rows)))))
+            args.rows
+            if args.rows is not None
+            else round(10 ** rng.uniform(0, max(0.0, _log10(args.max_rows))))
             for _ in range(args.records)
         ]
         progress = Progress("seed rows", sum(counts))
@@ -199,7 +221,9 @@ def _seed(args: argparse.Namespace, config: dict[str, Any]) -> int:
             store.add_record(RecordId(f"{args.prefix}{args.start + i:06d}"), n)
             done += n
             progress.update(done)
-        print(f"seeded {args.records} records, {sum(counts):,} rows ({min(counts)}..{max(counts)} per record)")
+        print(
+            f"seeded {args.records} records, {sum(counts):,} rows ({min(counts)}..{max(counts)} per record)"
+        )
     finally:
         container.shutdown_resources()
     return 0

@@ -88,13 +88,13 @@ class Adapters(containers.DeclarativeContainer):
         memory=providers.Object(None),
     )
 
-    confirmed_producer = providers.Resource(
+    _confirmed_producer = providers.Resource(
         _producer, client=kafka_client, delivery_timeout=config.broker.delivery_timeout_seconds
     )
 
     _kafka_publisher = providers.Singleton(
         KafkaCompletionPublisher,
-        producer=confirmed_producer,
+        producer=_confirmed_producer,
         completion_topic=config.broker.completion_topic,
         failure_topic=config.broker.failure_topic,
     )
@@ -111,13 +111,15 @@ class Adapters(containers.DeclarativeContainer):
     )
 
     _kafka_dead_letters = providers.Singleton(
-        KafkaDeadLetterSink, producer=confirmed_producer, topic=config.broker.dead_letter_topic
+        KafkaDeadLetterSink, producer=_confirmed_producer, topic=config.broker.dead_letter_topic
     )
     dead_letter_sink = providers.Selector(
         config.broker.kind,
         kafka=_kafka_dead_letters,
         redpanda=_kafka_dead_letters,
-        memory=providers.Singleton(InMemoryDeadLetterSink, broker=memory_broker, topic=config.broker.dead_letter_topic),
+        memory=providers.Singleton(
+            InMemoryDeadLetterSink, broker=memory_broker, topic=config.broker.dead_letter_topic
+        ),
     )
 
     _kafka_source = providers.Factory(
@@ -132,7 +134,10 @@ class Adapters(containers.DeclarativeContainer):
         kafka=_kafka_source,
         redpanda=_kafka_source,
         memory=providers.Factory(
-            InMemoryRequestSource, broker=memory_broker, topic=config.broker.request_topic, group=config.broker.group
+            InMemoryRequestSource,
+            broker=memory_broker,
+            topic=config.broker.request_topic,
+            group=config.broker.group,
         ),
     )
 
@@ -153,11 +158,11 @@ class Adapters(containers.DeclarativeContainer):
     )
 
     # --- database -----------------------------------------------------------------------------
-    engine = providers.Resource(_engine, url=config.database.url, pool_size=config.database.pool_size)
+    _sql_engine = providers.Resource(_engine, url=config.database.url, pool_size=config.database.pool_size)
     deletion_plan = providers.Singleton(DeletionPlan.parse, config.database.deletion_plan)
     record_store = providers.Selector(
         config.database.kind,
-        sql=providers.Singleton(SqlRecordStore, engine=engine, plan=deletion_plan),
+        sql=providers.Singleton(SqlRecordStore, engine=_sql_engine, plan=deletion_plan),
         memory=providers.Singleton(InMemoryRecordStore, seconds_per_row=config.database.seconds_per_row),
     )
 
@@ -166,7 +171,9 @@ class Adapters(containers.DeclarativeContainer):
     events = providers.Singleton(
         FanOutEvents,
         providers.List(
-            providers.Singleton(LoggingEvents, json_lines=config.worker.log_format.as_(lambda v: v == "json")),
+            providers.Singleton(
+                LoggingEvents, json_lines=config.worker.log_format.as_(lambda v: v == "json")
+            ),
             prometheus,
         ),
     )

@@ -59,9 +59,10 @@ def run_demo(config: dict[str, Any], *, rows: tuple[int, ...] = DEFAULT_ROWS, ti
         container.shutdown_resources()
 
 
-def _run(container: DemoContainer, config: dict[str, Any], rows: tuple[int, ...], timeout: float, out: Any) -> int:
+def _run(
+    container: DemoContainer, config: dict[str, Any], rows: tuple[int, ...], timeout: float, out: Any
+) -> int:
     broker_cfg = config["broker"]
-    batch_size = config["workflow"]["batch_size"]
     run_tag = time.strftime("%H%M%S")
     table = [Row(i + 1, f"demo-{run_tag}-{i + 1:02d}", n) for i, n in enumerate(rows)]
     store = container.record_store()
@@ -124,16 +125,18 @@ def _run(container: DemoContainer, config: dict[str, Any], rows: tuple[int, ...]
     worker.join(10)
 
     print(file=out)
-    print(f"{'arrival':>7}  {'record':<20} {'rows':>9}  {'batches':>7}  {'completed':>9}  {'seconds':>7}", file=out)
-    for row in sorted(table, key=lambda r: (r.completed or 10**9)):
+    print(
+        f"{'arrival':>7}  {'record':<20} {'rows':>9}  {'batches':>7}  {'completed':>9}  {'seconds':>7}",
+        file=out,
+    )
+    for row in sorted(table, key=lambda r: r.completed or 10**9):
         done = str(row.completed) if row.completed else "-"
         secs = f"{row.seconds:.2f}" if row.seconds is not None else "-"
-        print(
-            f"{row.arrival:>7}  {row.record_id:<20} {row.rows:>9,}  {row.batches or '-':>7}  {done:>9}  {secs:>7}",
-            file=out,
-        )
+        batches = row.batches or "-"
+        line = f"{row.arrival:>7}  {row.record_id:<20} {row.rows:>9,}  {batches:>7}  {done:>9}  {secs:>7}"
+        print(line, file=out)
     print(file=out)
-    return _verify(table, store, broker, broker_cfg, runtime, duplicate, batch_size, out)
+    return _verify(table, store, broker, broker_cfg, runtime, duplicate, out)
 
 
 def _verify(
@@ -143,7 +146,6 @@ def _verify(
     broker_cfg: dict[str, Any],
     runtime: Any,
     duplicate: str,
-    batch_size: int,
     out: Any,
 ) -> int:
     checks: list[tuple[str, bool]] = []
@@ -154,12 +156,14 @@ def _verify(
     smaller = [r for r in table if r is not big]
     checks.append(
         (
-            f"head-of-line: every smaller record finished before the largest ({big.record_id}, arrived first)",
+            f"head-of-line: smaller records all finished before the largest ({big.record_id}, first in line)",
             all((r.completed or 0) < (big.completed or 0) for r in smaller) if big.completed else False,
         )
     )
     dup_completions = [
-        m for _, m in broker.messages(broker_cfg["completion_topic"]) if decode_completion(m.value)[0] == duplicate
+        m
+        for _, m in broker.messages(broker_cfg["completion_topic"])
+        if decode_completion(m.value)[0] == duplicate
     ]
     dup_row = next(r for r in table if r.record_id == duplicate)
     batches_run = store.batches_done(RecordId(duplicate))

@@ -182,7 +182,9 @@ class SettingsError(Exception):
     """One line naming the setting, the bad value and what is allowed."""
 
 
-def load_settings(config_file: str | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+def load_settings(
+    config_file: str | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> Settings:
     """Load every concern; `overrides` (from a command, e.g. the demo) win over env and file."""
     path = config_file or os.environ.get("RECORD_DELETER_CONFIG")
     file_values: dict[str, Any] = {}

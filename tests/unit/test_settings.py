@@ -1,0 +1,110 @@
+"""Settings: typed, validated at start-up; a bad value is one line naming the setting; exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from entrypoints.cli import main
+from entrypoints.settings import SettingsError, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "RECORD_DELETER_")):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_are_production_shaped() -> None:
+    s = load_settings()
+    assert s.broker.kind == "kafka"
+    assert s.broker.request_topic == "records_to_be_deleted"
+    assert s.broker.completion_topic == "records_that_were_deleted"
+    assert s.resonate.mode == "remote"
+    assert s.workflow.batch_size == 1000
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "expected"),
+    [
+        ("BROKER_KIND", "rabbitmq", "'kafka', 'redpanda' or 'memory'"),
+        ("BROKER_BOOTSTRAP_SERVERS", "localhost", "host:port"),
+        ("WORKFLOW_BATCH_SIZE", "0", "greater than or equal to 1"),
+        ("WORKFLOW_BATCH_SIZE", "many", "valid integer"),
+        ("WORKFLOW_PAUSE_SECONDS", "-1", "greater than or equal to 0"),
+        ("RESONATE_MODE", "cloud", "'local' or 'remote'"),
+        ("RESONATE_URL", "localhost:8001", "http(s)://host:port"),
+        ("DATABASE_URL", "mysql://db", "sqlite:/// URL or a postgresql+psycopg://"),
+        ("DATABASE_DELETION_PLAN", "record_rows", "table:key_column"),
+        ("WORKER_LOG_FORMAT", "xml", "'text' or 'json'"),
+    ],
+)
+def test_bad_setting_names_the_variable_and_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert env in text or "deletion plan" in text
+    assert expected in text
+    assert "\n" not in text
+
+
+def test_bad_setting_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BROKER_KIND", "rabbitmq")
+    assert main(["setup-topics"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("record-deleter: invalid setting BROKER_KIND")
+
+
+def test_password_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("BROKER_PARTITIONS", "0")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
+
+
+def test_secret_is_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_SASL_PASSWORD", "hunter2")
+    s = load_settings()
+    assert "hunter2" not in repr(s)
+    assert s.container_config()["broker"]["sasl_password"] == "hunter2"
+
+
+def test_config_file_then_env_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "rd.toml"
+    cfg.write_text('[broker]\nkind = "redpanda"\ngroup = "from-file"\n[workflow]\nbatch_size = 50\n')
+    monkeypatch.setenv("WORKFLOW_BATCH_SIZE", "70")
+    s = load_settings(str(cfg))
+    assert s.broker.kind == "redpanda"
+    assert s.broker.group == "from-file"
+    assert s.workflow.batch_size == 70
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[brokr]\nkind='kafka'\n", "unknown section"),
+        ("[broker]\nknd='kafka'\n", "unknown setting broker.knd"),
+        ("[broker\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_file(tmp_path, content: str, expected: str) -> None:
+    cfg = tmp_path / "rd.toml"
+    cfg.write_text(content)
+    with pytest.raises(SettingsError, match=expected):
+        load_settings(str(cfg))
+
+
+def test_missing_config_file_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"/nope\.toml does not exist"):
+        load_settings("/nope.toml")
