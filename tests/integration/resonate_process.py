@@ -1,0 +1,49 @@
+"""A worker process for the Resonate integration tests (`python -m tests.integration.resonate_process`).
+
+start  RECORD: create the record's workflow and keep running it (the test SIGKILLs this process)
+resume RECORD: join the same group, let the server hand the orphaned workflow over, print the result
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from adapters.sql_engine import make_engine
+from adapters.sql_store import SqlRecordStore
+from domain.model import RecordId, WorkflowParams
+
+
+def main() -> int:
+    mode, record, db_url, url, poll_port, group, pause = sys.argv[1:8]
+    host, _, port = url.rpartition(":")
+    broker = InMemoryBroker()
+    broker.create_topic("done")
+    broker.create_topic("failed")
+    runtime = ResonateRuntime(
+        build_resonate(
+            "remote", host=host, store_port=port, message_source_port=poll_port, group=group, ttl=2
+        ),
+        SqlRecordStore(make_engine(db_url)),
+        InMemoryCompletionPublisher(broker, "done", "failed"),
+        params=WorkflowParams(batch_size=10, pause_seconds=float(pause)),
+        step_retry=StepRetry(delay=0.1),
+    )
+    runtime.start_runtime()
+    if mode == "start":
+        runtime.start(RecordId(record), 0)
+        print("started", flush=True)
+        time.sleep(3600)
+        return 0
+    result = runtime.wait(RecordId(record), timeout=90)
+    completions = [m.value.decode() for _, m in broker.messages("done") if m.value]
+    print(json.dumps({"result": result, "completions": completions}), flush=True)
+    runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

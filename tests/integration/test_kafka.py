@@ -1,0 +1,211 @@
+"""The Kafka adapters against a real Apache Kafka broker (KRaft, auto topic creation off)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from confluent_kafka import Producer
+
+from adapters.kafka import (
+    ConfirmedProducer,
+    KafkaClientConfig,
+    KafkaCompletionPublisher,
+    KafkaDeadLetterSink,
+    KafkaRequestSource,
+    KafkaTopicAdmin,
+)
+from adapters.redpanda import redpanda_client_config
+from domain.errors import HandOffUnavailable, PublishFailed
+from domain.handoff import HandOff, HandOffGaveUp, RetryBudget
+from domain.model import Completion, RecordId
+from entrypoints.cli import main
+from tests.conftest import wait_for
+from tests.support import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingStarter:
+    """A WorkflowStarter that records hand-offs and can refuse a given record id."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.started: list[tuple[str, int]] = []
+        self.refuse = refuse
+        self.lock = threading.Lock()
+
+    def start(self, record_id: RecordId, offset: int) -> None:
+        if record_id.value == self.refuse:
+            raise HandOffUnavailable("resonate server down (simulated)")
+        with self.lock:
+            self.started.append((record_id.value, offset))
+
+    def in_flight(self) -> int:
+        return 0
+
+
+@pytest.fixture
+def bootstrap() -> str:
+    return kafka_bootstrap()
+
+
+@pytest.fixture
+def client(bootstrap: str) -> KafkaClientConfig:
+    return KafkaClientConfig(bootstrap_servers=bootstrap)
+
+
+def produce_raw(bootstrap: str, topic: str, values: list[bytes | None], partition: int | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for v in values:
+        if partition is None:
+            producer.produce(topic, value=v)
+        else:
+            producer.produce(topic, value=v, partition=partition)
+    assert producer.flush(30) == 0
+
+
+def test_setup_topics_creates_all_four_idempotently(bootstrap: str, monkeypatch, capsys) -> None:
+    names = {
+        "BROKER_REQUEST_TOPIC": unique("req"),
+        "BROKER_COMPLETION_TOPIC": unique("done"),
+        "BROKER_FAILURE_TOPIC": unique("failed"),
+        "BROKER_DEAD_LETTER_TOPIC": unique("dlq"),
+    }
+    for k, v in names.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("BROKER_KIND", "kafka")
+    monkeypatch.setenv("BROKER_BOOTSTRAP_SERVERS", bootstrap)
+    monkeypatch.setenv("BROKER_PARTITIONS", "4")
+    assert main(["setup-topics"]) == 0
+    first = capsys.readouterr().out
+    assert first.count(": created") == 4
+    assert main(["setup-topics"]) == 0
+    assert capsys.readouterr().out.count(": exists") == 4
+    admin = KafkaTopicAdmin(KafkaClientConfig(bootstrap))
+    assert admin.partitions(names["BROKER_REQUEST_TOPIC"]) == 4
+    assert admin.partitions(names["BROKER_DEAD_LETTER_TOPIC"]) == 1
+
+
+def test_offsets_are_committed_only_after_hand_off(bootstrap: str, client: KafkaClientConfig) -> None:
+    topic, dlq, group = unique("req"), unique("dlq"), unique("group")
+    create_topics(bootstrap, {topic: 1, dlq: 1})
+    produce_raw(bootstrap, topic, [json.dumps(f"r{i}").encode() for i in range(6)])
+
+    starter = RecordingStarter(refuse="r3")
+    producer = ConfirmedProducer(client)
+    source = KafkaRequestSource(client, topic, group)
+    handoff = HandOff(
+        source,
+        starter,
+        KafkaDeadLetterSink(producer, dlq),
+        budget=RetryBudget(deadline_seconds=0.3, first_delay=0.05),
+    )
+    with pytest.raises(HandOffGaveUp):
+        handoff.run(lambda: False)
+    source.close()
+    assert [r for r, _ in starter.started] == ["r0", "r1", "r2"]
+    # r3..r5 are not committed: 3 messages of lag remain for the group
+    assert committed_lag(bootstrap, group, topic) == 3
+
+    # a restarted worker in the same group gets r3 again and finishes the rest
+    starter2 = RecordingStarter()
+    source2 = KafkaRequestSource(client, topic, group)
+    handoff2 = HandOff(source2, starter2, KafkaDeadLetterSink(producer, dlq))
+    handoff2.run(lambda: len(starter2.started) >= 3)
+    source2.close()
+    producer.close()
+    assert [r for r, _ in starter2.started] == ["r3", "r4", "r5"]
+    assert [o for _, o in starter2.started] == [3, 4, 5]
+    assert committed_lag(bootstrap, group, topic) == 0
+
+
+def test_poison_goes_to_dead_letter_topic_with_headers(bootstrap: str, client: KafkaClientConfig) -> None:
+    topic, dlq, group = unique("req"), unique("dlq"), unique("group")
+    create_topics(bootstrap, {topic: 1, dlq: 1})
+    bad = [b"not json", None, b"\xff\xfe", b"[]", b'"a/b"', b"", b'{"id": 1}']
+    produce_raw(bootstrap, topic, [b'"good-1"', *bad, b'["good-2", 7]'])
+
+    starter = RecordingStarter()
+    producer = ConfirmedProducer(client)
+    source = KafkaRequestSource(client, topic, group)
+    HandOff(source, starter, KafkaDeadLetterSink(producer, dlq)).run(lambda: len(starter.started) >= 2)
+    source.close()
+    producer.close()
+
+    assert [r for r, _ in starter.started] == ["good-1", "good-2"]
+    dead = read_topic(bootstrap, dlq, expect=len(bad))
+    assert len(dead) == len(bad)
+    assert [d.value for d in dead] == [v or b"" for v in bad]
+    for d, original_offset in zip(dead, range(1, 1 + len(bad)), strict=True):
+        assert d.headers["dlq-topic"] == topic.encode()
+        assert d.headers["dlq-partition"] == b"0"
+        assert d.headers["dlq-offset"] == str(original_offset).encode()
+        assert d.headers["dlq-error"]
+    assert dead[1].headers["dlq-value-null"] == b"true"
+    assert b"tombstone" in dead[1].headers["dlq-error"]
+    assert committed_lag(bootstrap, group, topic) == 0
+
+
+def test_completion_is_confirmed_by_delivery_report(bootstrap: str, client: KafkaClientConfig) -> None:
+    done, failed = unique("done"), unique("failed")
+    create_topics(bootstrap, {done: 1, failed: 1})
+    producer = ConfirmedProducer(client)
+    publisher = KafkaCompletionPublisher(producer, done, failed)
+    publisher.publish(Completion(RecordId("abc"), 41, 1500, 2, "abc"))
+    producer.close()
+    [msg] = read_topic(bootstrap, done, expect=1)
+    assert json.loads(msg.value or b"") == ["abc", 41]
+    assert msg.key == b"abc"
+    assert msg.headers["rows-deleted"] == b"1500"
+    assert msg.headers["batches"] == b"2"
+    assert msg.headers["idempotency-key"] == b"abc"
+
+
+def test_publish_to_a_missing_topic_raises_instead_of_pretending(client: KafkaClientConfig) -> None:
+    producer = ConfirmedProducer(client, delivery_timeout=3)
+    publisher = KafkaCompletionPublisher(producer, unique("never-created"), unique("never-created"))
+    with pytest.raises(PublishFailed):
+        publisher.publish(Completion(RecordId("abc"), 1, 1, 1, "abc"))
+    producer.close()
+
+
+def test_two_consumers_in_one_group_split_the_partitions(bootstrap: str, client: KafkaClientConfig) -> None:
+    topic, dlq, group = unique("req"), unique("dlq"), unique("group")
+    create_topics(bootstrap, {topic: 2, dlq: 1})
+    for p in (0, 1):
+        produce_raw(bootstrap, topic, [json.dumps(f"p{p}-{i}").encode() for i in range(20)], partition=p)
+
+    starters = [RecordingStarter(), RecordingStarter()]
+    sources = [KafkaRequestSource(client, topic, group) for _ in starters]
+    producer = ConfirmedProducer(client)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=HandOff(s, st, KafkaDeadLetterSink(producer, dlq)).run, args=(stop.is_set,))
+        for s, st in zip(sources, starters, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sum(len(s.started) for s in starters) >= 40, timeout=60, message="40 hand-offs")
+    stop.set()
+    for t in threads:
+        t.join(30)
+    for s in sources:
+        s.close()
+    producer.close()
+    all_ids = [r for s in starters for r, _ in s.started]
+    assert sorted(all_ids) == sorted(f"p{p}-{i}" for p in (0, 1) for i in range(20))
+    assert all(s.started for s in starters), "each consumer should own one partition"
+    assert committed_lag(bootstrap, group, topic) == 0
+
+
+def test_redpanda_profile_speaks_to_the_kafka_api(bootstrap: str) -> None:
+    """Redpanda cannot run here; its profile (plaintext, no credentials) must work on the protocol."""
+    client = redpanda_client_config(bootstrap)
+    assert client.to_confluent()["security.protocol"] == "PLAINTEXT"
+    done, failed = unique("done"), unique("failed")
+    assert KafkaTopicAdmin(client).create({done: 1, failed: 1}) == {done: "created", failed: "created"}
+    producer = ConfirmedProducer(client)
+    KafkaCompletionPublisher(producer, done, failed).publish(Completion(RecordId("rp"), 3, 1, 1, "rp"))
+    producer.close()
+    assert [json.loads(m.value or b"") for m in read_topic(bootstrap, done, expect=1)] == [["rp", 3]]

@@ -1,0 +1,154 @@
+"""The Resonate runtime adapter against a real Resonate server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from adapters.memory_store import InMemoryRecordStore
+from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from adapters.sql_engine import make_engine
+from adapters.sql_migrations import upgrade
+from adapters.sql_store import SqlRecordStore
+from domain.errors import HandOffUnavailable
+from domain.model import RecordId, WorkflowParams
+from entrypoints.cli import main
+from tests.conftest import wait_for
+from tests.support import ROOT, resonate_endpoint, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def endpoint() -> tuple[str, str, str]:
+    url, poll_port = resonate_endpoint()
+    host, _, port = url.rpartition(":")
+    return host, port, poll_port
+
+
+@pytest.fixture
+def broker() -> InMemoryBroker:
+    b = InMemoryBroker()
+    b.create_topic("done")
+    b.create_topic("failed")
+    return b
+
+
+@pytest.fixture
+def runtime(endpoint, broker):
+    host, port, poll_port = endpoint
+    store = InMemoryRecordStore()
+    rt = ResonateRuntime(
+        build_resonate(
+            "remote", host=host, store_port=port, message_source_port=poll_port, group=unique("it")
+        ),
+        store,
+        InMemoryCompletionPublisher(broker, "done", "failed"),
+        params=WorkflowParams(batch_size=10),
+        step_retry=StepRetry(delay=0.1),
+    )
+    rt.start_runtime()
+    rt.store = store  # type: ignore[attr-defined]
+    yield rt
+    rt.stop()
+
+
+def test_workflow_keyed_by_record_id_runs_to_completion(runtime, broker) -> None:
+    rid = RecordId(unique("rec"))
+    runtime.store.add_record(rid, 35)
+    runtime.start(rid, 12)
+    result = runtime.wait(rid, timeout=60)
+    assert result == {"status": "deleted", "record_id": rid.value, "rows_deleted": 35, "batches": 4}
+    assert runtime.store.count_rows(rid) == 0
+    assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 12]]
+    status = runtime.status(rid)
+    assert status.state == "resolved"
+    assert status.detail["batches"] == 4
+
+
+def test_second_begin_run_with_the_same_id_attaches(runtime, broker) -> None:
+    rid = RecordId(unique("dup"))
+    runtime.store.add_record(rid, 25)
+    runtime.start(rid, 1)
+    runtime.start(rid, 2)
+    runtime.wait(rid, timeout=60)
+    runtime.start(rid, 3)  # after completion: still the same (completed) workflow
+    assert runtime.wait(rid, timeout=60)["batches"] == 3
+    assert runtime.store.batches_done(rid) == 3
+    assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 1]]
+
+
+def test_status_of_an_unknown_record_reads_the_server(runtime) -> None:
+    assert runtime.status(RecordId(unique("never"))).state == "unknown"
+
+
+def test_unreachable_server_is_a_hand_off_error_not_a_hang(broker) -> None:
+    rt = ResonateRuntime(
+        build_resonate(
+            "remote", host="http://127.0.0.1", store_port="9", message_source_port="9", request_retries=1
+        ),
+        InMemoryRecordStore(),
+        InMemoryCompletionPublisher(broker, "done", "failed"),
+    )
+    started = time.monotonic()
+    with pytest.raises(HandOffUnavailable):
+        rt.start(RecordId("x"), 0)
+    assert time.monotonic() - started < 15
+
+
+def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, monkeypatch, capsys) -> None:
+    """Worker A runs the first batch, is SIGKILLed during the durable sleep; worker B finishes the rest."""
+    host, port, poll_port = endpoint
+    url = f"{host}:{port}"
+    db = f"sqlite:///{tmp_path / 'resume.db'}"
+    upgrade(db)
+    store = SqlRecordStore(make_engine(db))
+    rid = RecordId(unique("sleepy"))
+    store.add_record(rid, 29)  # + its `records` row = 30 rows = 3 batches of 10
+    group, pause = unique("grp"), "2"
+    common = [rid.value, db, url, poll_port, group, pause]
+    module = "tests.integration.resonate_process"
+
+    a = subprocess.Popen([sys.executable, "-m", module, "start", *common], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        wait_for(lambda: store.batches_done(rid) >= 1, timeout=30, message="worker A's first batch")
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        assert store.batches_done(rid) == 1, "A was killed during the 2 s durable sleep after batch 1"
+        killed_at = time.monotonic()
+        b = subprocess.run(
+            [sys.executable, "-m", module, "resume", *common],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert b.returncode == 0, b.stderr[-2000:]
+    out = json.loads(b.stdout.strip().splitlines()[-1])
+    assert out["result"]["batches"] == 3
+    assert out["result"]["rows_deleted"] == 30
+    assert store.count_rows(rid) == 0
+    # completed batches were not re-run: exactly the 3 needed, at most one more if A died mid-batch
+    assert store.batches_done(rid) == 3
+    # the workflow resumed where it was: two more sleeps did not have to happen from scratch
+    assert time.monotonic() - killed_at < 60
+
+    monkeypatch.setenv("RESONATE_MODE", "remote")
+    monkeypatch.setenv("RESONATE_URL", url)
+    monkeypatch.setenv("RESONATE_MESSAGE_SOURCE_PORT", poll_port)
+    monkeypatch.setenv("DATABASE_URL", db)
+    assert main(["status", rid.value]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["workflow"] == "resolved"
+    assert report["batches_done"] == 3
+    assert report["rows_left"] == 0

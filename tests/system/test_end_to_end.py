@@ -1,0 +1,112 @@
+"""End to end through the CLI, as a user runs it: real Kafka, real Resonate server, PostgreSQL.
+
+db upgrade -> seed -> setup-topics -> two workers in one group -> produce -n N (reference format)
+then: every record's rows are gone, exactly one completion per record with value [id, offset],
+nothing left uncommitted in the consumer group.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from adapters.sql_engine import make_engine
+from tests.conftest import wait_for
+from tests.support import (
+    cli_env,
+    committed_lag,
+    kafka_bootstrap,
+    postgres_url,
+    read_topic,
+    resonate_endpoint,
+    run_cli,
+    unique,
+    worker_process,
+)
+
+pytestmark = pytest.mark.system
+
+RECORDS = 40
+
+
+def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
+    bootstrap = kafka_bootstrap()
+    resonate_url, poll_port = resonate_endpoint()
+    db_url = postgres_url()
+    prefix = unique("e2e") + "-"
+    topics = {
+        "BROKER_REQUEST_TOPIC": unique("req"),
+        "BROKER_COMPLETION_TOPIC": unique("done"),
+        "BROKER_FAILURE_TOPIC": unique("failed"),
+        "BROKER_DEAD_LETTER_TOPIC": unique("dlq"),
+    }
+    group = unique("workers")
+    env = cli_env(
+        BROKER_KIND="kafka",
+        BROKER_BOOTSTRAP_SERVERS=bootstrap,
+        BROKER_PARTITIONS="4",
+        BROKER_GROUP=group,
+        DATABASE_URL=db_url,
+        RESONATE_MODE="remote",
+        RESONATE_URL=resonate_url,
+        RESONATE_MESSAGE_SOURCE_PORT=poll_port,
+        RESONATE_GROUP=unique("rg"),
+        WORKFLOW_BATCH_SIZE="500",
+        WORKFLOW_STEP_RETRY_DELAY="0.2",
+        **topics,
+    )
+
+    run_cli("db", "upgrade", env=env)
+    seeded = run_cli(
+        "seed", "--records", str(RECORDS), "--max-rows", "5000", "--prefix", prefix, "--seed", "1", env=env
+    )
+    assert f"seeded {RECORDS} records" in seeded.stdout
+    run_cli("setup-topics", env=env)
+
+    with (
+        worker_process(env, tmp_path / "worker-1.log") as w1,
+        worker_process(env, tmp_path / "worker-2.log") as w2,
+    ):
+        run_cli("produce", "-n", str(RECORDS), "--prefix", prefix, env=env)
+        completions = topics["BROKER_COMPLETION_TOPIC"]
+        wait_for(
+            lambda: len(read_topic(bootstrap, completions, expect=RECORDS, timeout=5, settle=0)) >= RECORDS,
+            timeout=180,
+            interval=1,
+            message=f"{RECORDS} completions",
+        )
+        wait_for(
+            lambda: committed_lag(bootstrap, group, topics["BROKER_REQUEST_TOPIC"]) == 0,
+            timeout=30,
+            message="every request offset committed",
+        )
+        assert w1.poll() is None, (tmp_path / "worker-1.log").read_text()[-3000:]
+        assert w2.poll() is None, (tmp_path / "worker-2.log").read_text()[-3000:]
+    assert w1.returncode == 0, (tmp_path / "worker-1.log").read_text()[-3000:]
+    assert w2.returncode == 0, (tmp_path / "worker-2.log").read_text()[-3000:]
+
+    # exactly one completion per record (read again with settle time to catch late duplicates)
+    done = read_topic(bootstrap, topics["BROKER_COMPLETION_TOPIC"], expect=RECORDS, settle=2)
+    values = [json.loads(m.value or b"") for m in done]
+    ids = [v[0] for v in values]
+    assert sorted(ids) == sorted(f"{prefix}{i:06d}" for i in range(1, RECORDS + 1))
+    assert len(ids) == len(set(ids))
+    assert all(isinstance(v[1], int) for v in values)
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("select count(*) from record_rows where record_id like :p"), {"p": prefix + "%"}
+        ).scalar_one()
+        records_left = conn.execute(
+            text("select count(*) from records where id like :p"), {"p": prefix + "%"}
+        ).scalar_one()
+    engine.dispose()
+    assert left == 0
+    assert records_left == 0
+    assert committed_lag(bootstrap, group, topics["BROKER_REQUEST_TOPIC"]) == 0
+    # both workers took part (4 partitions, one group)
+    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in (1, 2)]
+    assert all("assigned partitions" in log for log in logs)
