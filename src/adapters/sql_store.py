@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, column, delete, exists, func, insert, inspect, select, table
+from sqlalchemy import Connection, Engine, column, delete, exists, func, insert, inspect, select, table
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, SQLAlchemyError
 
 from adapters.sql_schema import deletion_audit, record_rows, records
@@ -80,8 +80,13 @@ class SqlRecordStore(RecordStore, RecordInventory):
                     victims = select(t.c[step.pk_column]).where(t.c[step.key_column] == key).limit(budget)
                     result = conn.execute(delete(t).where(t.c[step.pk_column].in_(victims.scalar_subquery())))
                     budget -= max(result.rowcount, 0)
+                    if budget > 0 and self._left_in(conn, step, key):
+                        # Fewer rows than asked, yet some remain: a concurrent batch holds them
+                        # (PostgreSQL skips rows it deleted). Stop, so a parent is never purged
+                        # before its children and `more` is not reported false too early.
+                        break
                 deleted = batch_size - budget
-                more = budget == 0 and self._any_left(conn, key)
+                more = self._any_left(conn, key)
                 if self._audit:
                     conn.execute(insert(deletion_audit).values(record_id=key, rows_deleted=deleted))
         except (OperationalError, DBAPIError) as exc:
@@ -92,12 +97,12 @@ class SqlRecordStore(RecordStore, RecordInventory):
             raise RecordStoreUnavailable(f"batch failed: {exc}") from exc
         return BatchResult(deleted=deleted, more=more)
 
-    def _any_left(self, conn: object, key: str) -> bool:
-        for step in self._plan.steps:
-            t = table(step.table, column(step.key_column))
-            if conn.execute(select(exists().where(t.c[step.key_column] == key))).scalar():  # type: ignore[attr-defined]
-                return True
-        return False
+    def _any_left(self, conn: Connection, key: str) -> bool:
+        return any(self._left_in(conn, step, key) for step in self._plan.steps)
+
+    def _left_in(self, conn: Connection, step: PlanStep, key: str) -> bool:
+        t = table(step.table, column(step.key_column))
+        return bool(conn.execute(select(exists().where(t.c[step.key_column] == key))).scalar())
 
     def _validate_plan(self) -> None:
         if self._validated:

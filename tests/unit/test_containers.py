@@ -53,7 +53,7 @@ def test_container_resolves_every_provider(container_cls, kind, database, mode, 
     finally:
         source = resolved.get("request_source")
         if source is not None and hasattr(source, "close"):
-            source.close() if kind == "memory" else source._consumer.close()  # noqa: SLF001
+            source.close() if kind == "memory" else source._consumer.close()
         container.shutdown_resources()
     assert resolved["record_store"].__class__.__name__ == (
         "InMemoryRecordStore" if database == "memory" else "SqlRecordStore"

@@ -1,0 +1,270 @@
+"""One contract for every RecordStore (+ RecordInventory): in-memory, SQLite and PostgreSQL.
+
+The in-memory store stands in for the SQL stores in unit tests and the demo; this suite is what
+entitles it to. Record ids are unique per test so the PostgreSQL database can be shared.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from adapters.memory_store import InMemoryRecordStore
+from adapters.sql_engine import make_engine
+from adapters.sql_migrations import upgrade
+from adapters.sql_store import DeletionPlan, PlanStep, SqlRecordStore
+from domain.errors import DeletionPlanInvalid
+from domain.model import BatchResult, RecordId
+from tests.conftest import service_endpoint
+
+
+@dataclass
+class Subject:
+    store: InMemoryRecordStore | SqlRecordStore
+    engine: Engine | None = None
+
+
+def _sqlite_engine(tmp_path: Path) -> Engine:
+    url = f"sqlite:///{tmp_path / 'contract.db'}"
+    upgrade(url)
+    return make_engine(url)
+
+
+_postgres_lock = threading.Lock()
+_postgres_engine: dict[str, Engine] = {}
+
+
+def _postgres_engine_once() -> Engine:
+    """Migrate the shared database once per session and reuse one engine (a pool)."""
+    url = service_endpoint("DATABASE_URL_POSTGRES", "PostgreSQL")
+    with _postgres_lock:
+        if url not in _postgres_engine:
+            upgrade(url)
+            _postgres_engine[url] = make_engine(url)
+        return _postgres_engine[url]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dispose_postgres_engines() -> Iterator[None]:
+    yield
+    for engine in _postgres_engine.values():
+        engine.dispose()
+
+
+def _engine_for(kind: str, tmp_path: Path) -> Iterator[Engine]:
+    if kind == "sqlite":
+        engine = _sqlite_engine(tmp_path)
+        yield engine
+        engine.dispose()
+    else:
+        yield _postgres_engine_once()
+
+
+MEMORY = pytest.param("memory", marks=pytest.mark.unit)
+SQLITE = pytest.param("sqlite", marks=pytest.mark.unit)
+POSTGRES = pytest.param("postgres", marks=pytest.mark.integration)
+
+
+@pytest.fixture(params=[MEMORY, SQLITE, POSTGRES])
+def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
+    if request.param == "memory":
+        yield Subject(InMemoryRecordStore())
+        return
+    for engine in _engine_for(request.param, tmp_path):
+        yield Subject(SqlRecordStore(engine), engine)
+
+
+@pytest.fixture(params=[SQLITE, POSTGRES])
+def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from _engine_for(request.param, tmp_path)
+
+
+def new_id(prefix: str = "rec") -> RecordId:
+    return RecordId(f"{prefix}-{uuid.uuid4().hex}")
+
+
+def drain(delete: Callable[[], BatchResult], limit: int = 10_000) -> list[BatchResult]:
+    results: list[BatchResult] = []
+    for _ in range(limit):
+        result = delete()
+        results.append(result)
+        if not result.more:
+            return results
+    pytest.fail(f"still reporting more rows after {limit} batches")
+
+
+# --- the contract -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rows", "batch_size"), [(1, 1), (20, 7), (21, 7), (100, 10), (5, 1000)])
+def test_batches_delete_everything_at_most_batch_size_at_a_time(
+    subject: Subject, rows: int, batch_size: int
+) -> None:
+    store = subject.store
+    rid = new_id()
+    store.add_record(rid, rows)
+    before = store.count_rows(rid)
+    assert before > 0
+
+    results = drain(lambda: store.delete_batch(rid, batch_size))
+
+    assert all(0 <= r.deleted <= batch_size for r in results)
+    assert sum(r.deleted for r in results) == before
+    assert [r.more for r in results] == [True] * (len(results) - 1) + [False]
+    assert len(results) == math.ceil(before / batch_size)
+    assert store.count_rows(rid) == 0
+    assert store.batches_done(rid) == len(results)
+
+
+def test_deleting_an_unknown_record_is_a_no_op(subject: Subject) -> None:
+    rid = new_id("unknown")
+    assert subject.store.delete_batch(rid, 10) == BatchResult(0, False)
+    assert subject.store.count_rows(rid) == 0
+
+
+def test_deleting_an_already_deleted_record_is_a_no_op(subject: Subject) -> None:
+    """A step replayed or retried after it committed must be harmless."""
+    store = subject.store
+    rid = new_id()
+    store.add_record(rid, 3)
+    drain(lambda: store.delete_batch(rid, 10))
+    calls = store.batches_done(rid)
+
+    assert store.delete_batch(rid, 10) == BatchResult(0, False)
+    assert store.delete_batch(rid, 10) == BatchResult(0, False)
+    assert store.count_rows(rid) == 0
+    assert store.batches_done(rid) == calls + 2, "every executed batch is counted, even a no-op"
+
+
+def test_other_records_are_untouched(subject: Subject) -> None:
+    store = subject.store
+    target, neighbour = new_id("target"), new_id("neighbour")
+    store.add_record(target, 25)
+    store.add_record(neighbour, 25)
+    neighbour_before = store.count_rows(neighbour)
+
+    drain(lambda: store.delete_batch(target, 10))
+
+    assert store.count_rows(target) == 0
+    assert store.count_rows(neighbour) == neighbour_before
+    assert store.batches_done(neighbour) == 0
+
+
+def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> None:
+    """Four workers racing on one record (e.g. a zombie and its replacement) delete each row once.
+
+    And a worker told "no rows remain" is told the truth: a premature `more=False` would publish
+    a completion while rows are still there.
+    """
+    store = subject.store
+    rid = new_id("raced")
+    store.add_record(rid, 300)
+    before = store.count_rows(rid)
+    results: list[BatchResult] = []
+    left_when_done: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    go = threading.Barrier(4)
+
+    def worker() -> None:
+        try:
+            go.wait(10)
+            while True:
+                result = store.delete_batch(rid, 7)
+                with lock:
+                    results.append(result)
+                if not result.more:
+                    left_when_done.append(store.count_rows(rid))
+                    return
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    assert not any(t.is_alive() for t in threads)
+    assert all(0 <= r.deleted <= 7 for r in results)
+    assert sum(r.deleted for r in results) == before
+    assert store.count_rows(rid) == 0
+    assert left_when_done == [0, 0, 0, 0], "more=False was reported while rows remained"
+    assert store.batches_done(rid) == len(results)
+
+
+# --- SQL store only -----------------------------------------------------------------------------
+
+
+def test_a_plan_naming_a_missing_table_is_invalid(sql_engine: Engine) -> None:
+    store = SqlRecordStore(sql_engine, DeletionPlan((PlanStep("no_such_table", "record_id"),)))
+    with pytest.raises(DeletionPlanInvalid, match="no_such_table"):
+        store.delete_batch(new_id(), 10)
+
+
+def test_a_plan_naming_a_missing_column_is_invalid(sql_engine: Engine) -> None:
+    store = SqlRecordStore(sql_engine, DeletionPlan((PlanStep("record_rows", "owner_id"),)))
+    with pytest.raises(DeletionPlanInvalid, match=r"record_rows\.owner_id"):
+        store.delete_batch(new_id(), 10)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "text",
+    ["", "record_rows", "record_rows:", "a:b:c:d", "record-rows:record_id", "t:k;DROP TABLE records", " , "],
+)
+def test_plan_text_that_is_not_identifiers_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="deletion plan"):
+        DeletionPlan.parse(text)
+
+
+@pytest.mark.unit
+def test_plan_text_round_trips() -> None:
+    plan = DeletionPlan.parse("record_rows:record_id, records:id:id")
+    assert plan == DeletionPlan.default()
+    assert DeletionPlan.parse(str(plan)) == plan
+
+
+def test_a_parsed_plan_deletes_in_its_order(sql_engine: Engine) -> None:
+    store = SqlRecordStore(sql_engine, DeletionPlan.parse("record_rows:record_id,records:id"))
+    rid = new_id("planned")
+    store.add_record(rid, 12)
+    before = store.count_rows(rid)
+
+    results = drain(lambda: store.delete_batch(rid, 5))
+
+    assert sum(r.deleted for r in results) == before == 13
+    assert store.count_rows(rid) == 0
+
+
+def test_record_ids_are_bound_parameters_not_sql_text(sql_engine: Engine) -> None:
+    """The statements carry the id as a parameter; its text never appears in the SQL."""
+    from sqlalchemy import event
+
+    store = SqlRecordStore(sql_engine)
+    rid = new_id("safe")
+    store.add_record(rid, 4)
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(sql_engine, "before_cursor_execute", capture)
+    try:
+        drain(lambda: store.delete_batch(rid, 2))
+    finally:
+        event.remove(sql_engine, "before_cursor_execute", capture)
+
+    deletes = [(s, p) for s, p in statements if s.lstrip().upper().startswith("DELETE")]
+    assert deletes
+    assert all(rid.value not in s for s, _ in statements)
+    assert all(rid.value in repr(p) for _, p in deletes)
+    assert store.count_rows(rid) == 0

@@ -1,0 +1,124 @@
+"""Alembic stairway: every revision upgrades, downgrades and upgrades again, on each database.
+
+Catches a downgrade that forgets an object (the second upgrade then fails) and a migration
+that only works on one dialect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from adapters.sql_migrations import alembic_config, current_head, downgrade, upgrade
+from tests.conftest import service_endpoint
+
+# No module-level `unit` mark: the PostgreSQL params are `integration` and must not be selected by `-m unit`.
+PROJECT_TABLES = {"records", "record_rows", "deletion_audit"}
+
+
+def revisions() -> list[Script]:
+    """Every revision, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return list(reversed(list(scripts.walk_revisions("base", "heads"))))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'stairway.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database per test, so the stairway never touches the shared one."""
+    server = make_url(service_endpoint("DATABASE_URL_POSTGRES", "PostgreSQL"))
+    name = f"stairway_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgres", marks=pytest.mark.integration),
+    ]
+)
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def tables_and_indexes(url: str) -> tuple[set[str], set[str]]:
+    engine = create_engine(url)
+    try:
+        inspector = inspect(engine)
+        tables = set(inspector.get_table_names())
+        indexes = {
+            ix["name"] for t in tables & PROJECT_TABLES for ix in inspector.get_indexes(t) if ix["name"]
+        }
+        return tables, indexes
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.unit
+def test_the_revision_history_is_linear_and_ends_at_head() -> None:
+    scripts = revisions()
+    assert scripts, "no migrations found"
+    assert scripts[0].down_revision is None
+    for older, newer in itertools.pairwise(scripts):
+        assert newer.down_revision == older.revision
+    assert scripts[-1].revision == current_head()
+
+
+def test_stairway(database_url: str) -> None:
+    for script in revisions():
+        upgrade(database_url, script.revision)
+        downgrade(database_url, "-1")
+        upgrade(database_url, script.revision)
+
+    tables, indexes = tables_and_indexes(database_url)
+    assert tables >= PROJECT_TABLES
+    assert "ix_record_rows_record_id" in indexes, "without it every batch is a full scan"
+    assert "ix_deletion_audit_record_id" in indexes
+
+
+def test_downgrade_to_base_removes_every_project_table(database_url: str) -> None:
+    upgrade(database_url)
+    downgrade(database_url, "base")
+
+    tables, _ = tables_and_indexes(database_url)
+    assert not tables & PROJECT_TABLES
+
+    upgrade(database_url)
+    tables, _ = tables_and_indexes(database_url)
+    assert tables >= PROJECT_TABLES
+
+
+def test_the_schema_at_head_matches_the_table_handles(database_url: str) -> None:
+    """One source of truth: what Alembic creates is what the adapters' table handles describe."""
+    from adapters.sql_schema import metadata
+
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        inspector = inspect(engine)
+        for table in metadata.sorted_tables:
+            columns = {c["name"] for c in inspector.get_columns(table.name)}
+            assert columns == {c.name for c in table.columns}, table.name
+            indexes = {ix["name"] for ix in inspector.get_indexes(table.name)}
+            assert indexes == {ix.name for ix in table.indexes}, table.name
+    finally:
+        engine.dispose()
