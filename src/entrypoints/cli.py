@@ -66,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         "--db", default=".demo/record-deleter-demo.db", help="SQLite file (default: %(default)s)"
     )
     demo.add_argument(
-        "--big", type=int, default=200_000, help="rows of the large record (default: %(default)s)"
+        "--big",
+        type=int,
+        default=200_000,
+        help="rows of the large record, first in line (default: %(default)s; keep it >=10x the others)",
     )
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for completion")
 

@@ -8,6 +8,7 @@ nothing left uncommitted in the consumer group.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -69,6 +70,12 @@ def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
         worker_process(env, tmp_path / "worker-1.log") as w1,
         worker_process(env, tmp_path / "worker-2.log") as w2,
     ):
+        logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+        wait_for(
+            lambda: all(0 < len(last_assignment(log)) < 4 for log in logs),
+            timeout=60,
+            message="both workers in the group, the 4 partitions split between them",
+        )
         run_cli("produce", "-n", str(RECORDS), "--prefix", prefix, env=env)
         completions = topics["BROKER_COMPLETION_TOPIC"]
         wait_for(
@@ -108,5 +115,10 @@ def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
     assert records_left == 0
     assert committed_lag(bootstrap, group, topics["BROKER_REQUEST_TOPIC"]) == 0
     # both workers took part (4 partitions, one group)
-    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in (1, 2)]
-    assert all("assigned partitions" in log for log in logs)
+    assert all("handed_off" in log.read_text() for log in logs)
+
+
+def last_assignment(log: Path) -> list[int]:
+    """Partitions in the worker's latest 'assigned partitions [..]' log line ([] if none yet)."""
+    lines = [line for line in log.read_text().splitlines() if "assigned partitions" in line]
+    return json.loads(lines[-1].split("assigned partitions ", 1)[1]) if lines else []

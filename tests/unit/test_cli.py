@@ -78,7 +78,7 @@ def test_seed_and_db_upgrade_on_sqlite(tmp_path, capsys: pytest.CaptureFixture[s
 
 def test_demo_passes_and_prints_completion_order(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     """The demo's own checks: rows gone, duplicate collapsed, poison dead-lettered, fast before slow."""
-    code = main(["demo", "--db", str(tmp_path / "demo.db"), "--big", "50000"])
+    code = main(["demo", "--db", str(tmp_path / "demo.db")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "demo passed" in out
