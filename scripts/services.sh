@@ -28,12 +28,13 @@
 # jars, resonate binary), KAFKA_VERSION, RESONATE_VERSION, RESONATE_STORE=sqlite|
 # postgres, RESONATE_LOG_LEVEL, SERVICES_READY_TIMEOUT (s, default 120),
 # SERVICES_STOP_TIMEOUT (s, graceful stop, 30), SERVICES_DOWN_TIMEOUT (s, 10),
-# PG_BIN (dir with initdb/postgres/pg_ctl). Logs: .services/<name>.log.
+# PG_BIN (dir with initdb/postgres/pg_ctl), RECORD_DELETER_SERVICES_DIR (state dir,
+# default .services; give each concurrent user its own). Logs: .services/<name>.log.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
-SVC="$REPO/.services"
+SVC="${RECORD_DELETER_SERVICES_DIR:-$REPO/.services}"
 CACHE="${RECORD_DELETER_CACHE:-$HOME/.cache/record-deleter}"
 ALL_SERVICES=(kafka postgres resonate)   # kafka first: slowest to boot, checked last
 export LC_NUMERIC=C
@@ -220,6 +221,7 @@ write_env() {
         printf 'export RESONATE_PORT_STORE=%q\n' "$RESONATE_API_PORT"
         printf 'export RESONATE_PORT_MESSAGE_SOURCE=%q\n' "$RESONATE_POLL_PORT"
         printf 'export RESONATE_STORE=%q\n' "$RESONATE_STORE_KIND"
+        printf 'export RESONATE_BIN=%q\n' "$RESONATE_BIN"
         if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
           printf 'export RESONATE_POSTGRES_URL=%q\n' \
             "postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$RESONATE_PG_PORT/$PG_RESONATE_DB"
