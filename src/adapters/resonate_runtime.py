@@ -182,14 +182,22 @@ class ResonateRuntime(WorkflowStarter):
         # The domain's DurableContext is a structural subset of resonate's Context.
         self._workflow = resonate.register(cast(Any, delete_record), name=WORKFLOW_NAME)
         self._started = False
+        self._start_lock = threading.Lock()
 
     def start_runtime(self) -> None:
-        """Start the SDK threads so this process also picks up (recovered) work from the server."""
-        if not self._started:
-            self._resonate.start()
-            self._started = True
+        """Start the SDK threads so this process also picks up (recovered) work from the server.
+
+        Once, under a lock: `Resonate.start()` (which `begin_run` also calls) checks
+        `Thread.is_alive()` before `Thread.start()`, so two threads starting it at once both
+        try to start the same threads and the SDK crashes. After this, its check is a no-op.
+        """
+        with self._start_lock:
+            if not self._started:
+                self._resonate.start()
+                self._started = True
 
     def start(self, record_id: RecordId, offset: int) -> None:
+        self.start_runtime()
         try:
             handle = self._workflow.begin_run(
                 workflow_id(record_id),
@@ -200,7 +208,6 @@ class ResonateRuntime(WorkflowStarter):
             )
         except ResonateStoreError as exc:
             raise HandOffUnavailable(f"resonate: {exc}") from exc
-        self._started = True
         with self._lock:
             self._handles[handle.id] = handle
 

@@ -9,7 +9,9 @@ exits non-zero and the unmarked messages are redelivered to whoever picks the pa
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from domain.errors import BrokerUnavailable, HandOffUnavailable, PoisonMessage
@@ -41,8 +43,40 @@ class RetryBudget:
         return out
 
 
+class OffsetTracker:
+    """Offsets of one partition in poll order; yields the contiguous prefix that is done.
+
+    With concurrent hand-offs, offset 7 may finish before offset 5. Only when 5 and 6 are done
+    too may 7 be marked: committing 7 first would skip 5 and 6 if the worker died now.
+    """
+
+    def __init__(self) -> None:
+        self._order: deque[InboundMessage] = deque()
+        self._done: set[int] = set()
+
+    def submitted(self, message: InboundMessage) -> None:
+        self._order.append(message)
+
+    def finished(self, message: InboundMessage) -> InboundMessage | None:
+        """Record `message` as handed off; return the newest message of the done prefix, if it grew."""
+        self._done.add(message.offset)
+        newest: InboundMessage | None = None
+        while self._order and self._order[0].offset in self._done:
+            newest = self._order.popleft()
+            self._done.discard(newest.offset)
+        return newest
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 class HandOff:
-    """Polls requests and hands each off; at most `max_in_flight` workflows run here at once."""
+    """Polls requests and hands each off; at most `max_in_flight` workflows run here at once.
+
+    With `concurrency` > 1, hand-offs run on that many threads so one slow round trip to the
+    durable runtime does not serialize the partition; offsets are still marked in order, only
+    up to the contiguous prefix of finished hand-offs (see OffsetTracker).
+    """
 
     def __init__(
         self,
@@ -51,11 +85,14 @@ class HandOff:
         dead_letters: DeadLetterSink,
         *,
         max_in_flight: int = 0,
+        concurrency: int = 1,
         budget: RetryBudget | None = None,
         events: Events | None = None,
         sleep: Callable[[float], None] = time.sleep,
         poll_timeout: float = 0.2,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"hand-off concurrency must be at least 1, got {concurrency}")
         self._source = source
         self._starter = starter
         self._dead_letters = dead_letters
@@ -65,23 +102,77 @@ class HandOff:
         self._sleep = sleep
         self._poll_timeout = poll_timeout
         self._paused = False
+        self._concurrency = concurrency
+        self._pool = (
+            ThreadPoolExecutor(concurrency, thread_name_prefix="handoff") if concurrency > 1 else None
+        )
+        self._pending: dict[Future[None], InboundMessage] = {}
+        self._trackers: dict[tuple[str, int], OffsetTracker] = {}
 
     def run(self, should_stop: Callable[[], bool]) -> None:
-        """Loop until `should_stop()`; then commit what was handed off."""
+        """Loop until `should_stop()`; finish the hand-offs under way; commit what was handed off."""
         try:
             while not should_stop():
                 self.step()
+            self._drain(timeout=None)
+        except BaseException:
+            # keep what the other hand-offs under way achieve: mark their finished prefix too
+            self._drain(timeout=self._budget.deadline_seconds + 5, reraise=False)
+            raise
         finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
             self._source.commit()
 
     def step(self) -> None:
-        """One poll: apply backpressure, then hand off the message if one arrived."""
+        """One poll: reap finished hand-offs, apply backpressure, hand off the message if one arrived."""
+        self._drain(timeout=0)
+        if len(self._pending) >= 2 * self._concurrency:
+            self._drain(timeout=self._poll_timeout, at_least_one=True)
+            return
         self._apply_backpressure()
         message = self._source.poll(self._poll_timeout)
-        if message is not None:
+        if message is None:
+            return
+        if self._pool is None:
             self.handle(message)
+            return
+        self._tracker(message).submitted(message)
+        self._pending[self._pool.submit(self._process, message)] = message
 
     def handle(self, message: InboundMessage) -> None:
+        """Hand one message off on the calling thread and mark its offset."""
+        self._process(message)
+        self._source.mark_done(message)
+
+    def _tracker(self, message: InboundMessage) -> OffsetTracker:
+        return self._trackers.setdefault((message.topic, message.partition), OffsetTracker())
+
+    def _drain(self, timeout: float | None, *, at_least_one: bool = False, reraise: bool = True) -> None:
+        """Mark the offsets of finished hand-offs; re-raise the first failure (nothing after it is marked)."""
+        if not self._pending:
+            return
+        if timeout == 0 and not at_least_one:
+            finished = {f for f in self._pending if f.done()}
+        else:
+            finished, _ = wait(
+                self._pending, timeout=timeout, return_when=FIRST_COMPLETED if at_least_one else ALL_COMPLETED
+            )
+        failure: BaseException | None = None
+        for future in finished:
+            message = self._pending.pop(future)
+            error = future.exception()
+            if error is not None:
+                # this offset stays unmarked, and so does every later one of its partition
+                failure = failure or error
+                continue
+            newest = self._tracker(message).finished(message)
+            if newest is not None:
+                self._source.mark_done(newest)
+        if failure is not None and reraise:
+            raise failure
+
+    def _process(self, message: InboundMessage) -> None:
         self._events.emit("consumed", topic=message.topic, partition=message.partition, offset=message.offset)
         started = time.monotonic()
         try:
@@ -89,7 +180,6 @@ class HandOff:
         except PoisonMessage as poison:
             outbound = dead_letter(message, poison.reason)
             self._retrying("dead-letter write", lambda: self._dead_letters.send(outbound))
-            self._source.mark_done(message)
             self._events.emit(
                 "dead_lettered",
                 topic=message.topic,
@@ -99,7 +189,6 @@ class HandOff:
             )
             return
         self._retrying("workflow hand-off", lambda: self._starter.start(record_id, message.offset))
-        self._source.mark_done(message)
         self._events.emit(
             "handed_off",
             record_id=record_id.value,

@@ -222,6 +222,7 @@ class WorkerContainer(containers.DeclarativeContainer):
         starter=adapters.runtime,
         dead_letters=adapters.dead_letter_sink,
         max_in_flight=config.worker.max_in_flight,
+        concurrency=config.worker.handoff_concurrency,
         budget=providers.Factory(RetryBudget, deadline_seconds=config.worker.handoff_retry_seconds),
         events=adapters.events,
     )

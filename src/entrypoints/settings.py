@@ -141,6 +141,7 @@ class WorkerSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="forbid")
 
     max_in_flight: int = Field(default=1000, ge=0, le=1_000_000, description="0 = unbounded")
+    handoff_concurrency: int = Field(default=8, ge=1, le=256)
     handoff_retry_seconds: float = Field(default=60.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics endpoint")
     log_format: Literal["text", "json"] = "text"
