@@ -67,10 +67,44 @@ def memory_publisher(
     yield InMemoryCompletionPublisher(broker, completion_topic, failure_topic), InMemoryTopicReader(broker)
 
 
-FACTORIES: dict[str, PublisherFactory] = {"memory": memory_publisher}
+class KafkaTopicReader:
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+
+    def read(self, topic: str, expect: int, timeout: float = 30.0) -> list[ReadMessage]:
+        from tests.support import read_topic
+
+        return [
+            ReadMessage(m.key, m.value, m.headers)
+            for m in read_topic(self._bootstrap, topic, expect=expect, timeout=timeout)
+        ]
 
 
-@pytest.fixture(params=[pytest.param("memory", marks=pytest.mark.unit)])
+@contextmanager
+def kafka_publisher(
+    completion_topic: str, failure_topic: str
+) -> Iterator[tuple[CompletionPublisher, TopicReader]]:
+    from adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
+    from tests.support import create_topics, kafka_bootstrap
+
+    bootstrap = kafka_bootstrap()
+    create_topics(bootstrap, {completion_topic: 3, failure_topic: 1})
+    producer = ConfirmedProducer(KafkaClientConfig(bootstrap))
+    try:
+        yield KafkaCompletionPublisher(producer, completion_topic, failure_topic), KafkaTopicReader(bootstrap)
+    finally:
+        producer.close()
+
+
+FACTORIES: dict[str, PublisherFactory] = {"memory": memory_publisher, "kafka": kafka_publisher}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.unit),
+        pytest.param("kafka", marks=pytest.mark.integration),
+    ]
+)
 def subject(request: pytest.FixtureRequest) -> Iterator[PublisherUnderTest]:
     suffix = uuid.uuid4().hex[:12]
     completion_topic, failure_topic = f"completions-{suffix}", f"failures-{suffix}"

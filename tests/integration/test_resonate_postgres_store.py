@@ -1,0 +1,137 @@
+"""The Resonate server on its PostgreSQL store (production shape), not just SQLite.
+
+Starts a second server from the binary `scripts/services.sh` built (RESONATE_BIN) against a fresh
+database on the suite's PostgreSQL, runs workflows through it, restarts it, and checks that a
+completed workflow is still known (state lives in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from adapters.memory_store import InMemoryRecordStore
+from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from domain.model import RecordId, WorkflowParams
+from tests.conftest import service_endpoint, wait_for
+from tests.support import postgres_url, unique
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def resonate_database() -> Iterator[tuple[str, int, str, str, str]]:
+    url = make_url(postgres_url())
+    name = f"resonate_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.host or "127.0.0.1", url.port or 5432, url.username or "", url.password or "", name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def server(binary: str, db: tuple[str, int, str, str, str], api: int, poll: int, log: Path) -> Iterator[None]:
+    host, port, user, password, name = db
+    cmd = [
+        binary, "serve",
+        "--api-http-addr", f"127.0.0.1:{api}", "--system-url", f"http://127.0.0.1:{api}",
+        "--aio-poll-addr", f"127.0.0.1:{poll}", "--api-grpc-enable=false",
+        "--metrics-addr", f"127.0.0.1:{free_port()}",
+        "--aio-store-sqlite-enable=false", "--aio-store-postgres-enable",
+        "--aio-store-postgres-host", host, "--aio-store-postgres-port", str(port),
+        "--aio-store-postgres-username", user, "--aio-store-postgres-password", password,
+        "--aio-store-postgres-database", name, "--aio-store-postgres-query", "sslmode=disable",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"resonate server exited {proc.returncode}: {log.read_text()[-2000:]}", pytrace=False
+                )
+            try:
+                return requests.get(f"http://127.0.0.1:{api}/promises?id=*", timeout=1).status_code < 500
+            except requests.RequestException:
+                return False
+
+        wait_for(ready, timeout=30, message="resonate server (postgres store) ready")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_path) -> None:
+    binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
+    api, poll = free_port(), free_port()
+    broker = InMemoryBroker()
+    broker.create_topic("done")
+    broker.create_topic("failed")
+    store = InMemoryRecordStore()
+    rids = [RecordId(unique("pg")) for _ in range(5)]
+    for rid in rids:
+        store.add_record(rid, 25)
+
+    with server(binary, resonate_database, api, poll, tmp_path / "resonate.log"):
+        runtime = ResonateRuntime(
+            build_resonate("remote", store_port=str(api), message_source_port=str(poll), group=unique("g")),
+            store,
+            InMemoryCompletionPublisher(broker, "done", "failed"),
+            params=WorkflowParams(batch_size=10),
+            step_retry=StepRetry(delay=0.1),
+        )
+        try:
+            for i, rid in enumerate(rids):
+                runtime.start(rid, i)
+            results = [runtime.wait(rid, timeout=60) for rid in rids]
+        finally:
+            runtime.stop()
+    assert [r["batches"] for r in results] == [3] * 5
+    assert sorted(json.loads(m.value)[0] for _, m in broker.messages("done")) == sorted(r.value for r in rids)
+
+    # a restarted server still knows them: the state is in PostgreSQL
+    with server(binary, resonate_database, api, poll, tmp_path / "resonate.log"):
+        runtime = ResonateRuntime(
+            build_resonate("remote", store_port=str(api), message_source_port=str(poll), group=unique("g")),
+            store,
+            InMemoryCompletionPublisher(broker, "done", "failed"),
+        )
+        try:
+            assert {runtime.status(rid).state for rid in rids} == {"resolved"}
+        finally:
+            runtime.stop()
+    engine = create_engine(make_url(postgres_url()).set(database=resonate_database[4]))
+    with engine.connect() as conn:
+        tables = conn.execute(
+            text("select count(*) from information_schema.tables where table_schema='public'")
+        )
+        assert tables.scalar_one() > 0
+    engine.dispose()
