@@ -1,0 +1,1 @@
+CREATE DATABASE resonate OWNER record_deleter;
