@@ -210,11 +210,17 @@ class ResonateRuntime(WorkflowStarter):
             raise HandOffUnavailable(f"resonate: {exc}") from exc
         with self._lock:
             self._handles[handle.id] = handle
+        # Subscribing makes the future resolve even when another worker runs the workflow (a
+        # duplicate, or one recovered elsewhere); the callback keeps `in_flight` O(1).
+        handle.done()
+        handle.future.add_done_callback(functools.partial(self._finished, handle.id))
+
+    def _finished(self, key: str, _future: object = None) -> None:
+        with self._lock:
+            self._handles.pop(key, None)
 
     def in_flight(self) -> int:
         with self._lock:
-            for key in [k for k, h in self._handles.items() if h.done()]:
-                del self._handles[key]
             return len(self._handles)
 
     def wait(self, record_id: RecordId, timeout: float | None = None) -> Any:
