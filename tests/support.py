@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -12,10 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from tests.conftest import service_endpoint
+from tests.conftest import service_endpoint, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,3 +155,54 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_store_args(db: tuple[str, int, str, str, str]) -> list[str]:
+    host, port, user, password, name = db
+    return [
+        "--aio-store-sqlite-enable=false", "--aio-store-postgres-enable",
+        "--aio-store-postgres-host", host, "--aio-store-postgres-port", str(port),
+        "--aio-store-postgres-username", user, "--aio-store-postgres-password", password,
+        "--aio-store-postgres-database", name, "--aio-store-postgres-query", "sslmode=disable",
+    ]  # fmt: skip
+
+
+@contextmanager
+def resonate_server(
+    binary: str, api: int, poll: int, store_args: list[str], log: Path
+) -> Iterator[subprocess.Popen]:
+    """A private Resonate server on 127.0.0.1 (for tests that stop or reconfigure it)."""
+    cmd = [
+        binary, "serve",
+        "--api-http-addr", f"127.0.0.1:{api}", "--system-url", f"http://127.0.0.1:{api}",
+        "--aio-poll-addr", f"127.0.0.1:{poll}", "--api-grpc-enable=false",
+        "--metrics-addr", f"127.0.0.1:{free_port()}", *store_args,
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"resonate server exited {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                return requests.get(f"http://127.0.0.1:{api}/promises?id=*", timeout=1).status_code < 500
+            except requests.RequestException:
+                return False
+
+        wait_for(ready, timeout=30, message="private resonate server ready")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

@@ -22,7 +22,7 @@ from resonate.message_sources import Poller
 from resonate.retry_policies import Constant, Exponential
 from resonate.stores import LocalStore, RemoteStore
 
-from domain.errors import DeletionPlanInvalid, HandOffUnavailable, InvalidRecordId
+from domain.errors import DeletionPlanInvalid, HandOffUnavailable, InvalidRecordId, RuntimeStopped
 from domain.events import Events, NoEvents
 from domain.model import RecordId, WorkflowParams, workflow_id
 from domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
@@ -196,8 +196,21 @@ class ResonateRuntime(WorkflowStarter):
                 self._resonate.start()
                 self._started = True
 
+    def healthy(self) -> bool:
+        """False once the SDK shut itself down.
+
+        resonate-sdk 0.6.x stops its bridge (no more steps run, no heartbeats) when a store
+        request fails beyond the store's retry policy, but leaves the process running. A worker in
+        that state would keep claiming work it never runs, so the worker loop exits instead and
+        its supervisor restarts it. Reads the SDK's private `_bridge._shutdown` (pinned < 0.7).
+        """
+        shutdown = getattr(getattr(self._resonate, "_bridge", None), "_shutdown", None)
+        return not (self._started and shutdown is not None and shutdown.is_set())
+
     def start(self, record_id: RecordId, offset: int) -> None:
         self.start_runtime()
+        if not self.healthy():
+            raise RuntimeStopped("the Resonate runtime shut down after a store error; restart the worker")
         try:
             handle = self._workflow.begin_run(
                 workflow_id(record_id),

@@ -35,3 +35,7 @@ class HandOffUnavailable(DomainError):
 
 class BrokerUnavailable(DomainError):
     """The message broker cannot be reached (or a dead-letter write was not confirmed)."""
+
+
+class RuntimeStopped(DomainError):
+    """The durable runtime stopped itself (e.g. after a store error); this process must exit."""

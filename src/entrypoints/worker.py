@@ -8,7 +8,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from domain.errors import BrokerUnavailable
+from domain.errors import BrokerUnavailable, RuntimeStopped
 from domain.handoff import HandOffGaveUp
 from entrypoints.containers import WorkerContainer
 
@@ -52,10 +52,14 @@ def run_worker(config: dict[str, Any]) -> int:
     )
     code = EXIT_OK
     try:
-        handoff.run(stop.is_set)
-    except (HandOffGaveUp, BrokerUnavailable) as exc:
+        handoff.run(lambda: stop.is_set() or not runtime.healthy())
+    except (HandOffGaveUp, BrokerUnavailable, RuntimeStopped) as exc:
         log.error("giving up: %s", exc)  # noqa: TRY400 - the reason is the message; no traceback needed
         code = EXIT_UNAVAILABLE
+    else:
+        if not runtime.healthy():
+            log.error("giving up: the Resonate runtime shut down after a store error (see above)")
+            code = EXIT_UNAVAILABLE
     finally:
         source.close()
         container.shutdown_resources()

@@ -1,6 +1,7 @@
 """A worker process for the Resonate integration tests (`python -m tests.integration.resonate_process`).
 
 start  RECORD: create the record's workflow and keep running it (the test SIGKILLs this process)
+watch  RECORD: like start, but exit 3 as soon as the runtime reports itself unhealthy
 resume RECORD: join the same group, let the server hand the orphaned workflow over, print the result
 """
 
@@ -19,13 +20,20 @@ from domain.model import RecordId, WorkflowParams
 
 def main() -> int:
     mode, record, db_url, url, poll_port, group, pause = sys.argv[1:8]
+    retries = int(sys.argv[8]) if len(sys.argv) > 8 else 30
     host, _, port = url.rpartition(":")
     broker = InMemoryBroker()
     broker.create_topic("done")
     broker.create_topic("failed")
     runtime = ResonateRuntime(
         build_resonate(
-            "remote", host=host, store_port=port, message_source_port=poll_port, group=group, ttl=2
+            "remote",
+            host=host,
+            store_port=port,
+            message_source_port=poll_port,
+            group=group,
+            ttl=2,
+            request_retries=retries,
         ),
         SqlRecordStore(make_engine(db_url)),
         InMemoryCompletionPublisher(broker, "done", "failed"),
@@ -33,10 +41,15 @@ def main() -> int:
         step_retry=StepRetry(delay=0.1),
     )
     runtime.start_runtime()
-    if mode == "start":
+    if mode in ("start", "watch"):
         runtime.start(RecordId(record), 0)
         print("started", flush=True)
-        time.sleep(3600)
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            if mode == "watch" and not runtime.healthy():
+                print("unhealthy", flush=True)
+                return 3
+            time.sleep(0.1)
         return 0
     result = runtime.wait(RecordId(record), timeout=90)
     completions = [m.value.decode() for _, m in broker.messages("done") if m.value]

@@ -8,15 +8,10 @@ completed workflow is still known (state lives in PostgreSQL).
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -24,16 +19,10 @@ from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
 from adapters.memory_store import InMemoryRecordStore
 from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
 from domain.model import RecordId, WorkflowParams
-from tests.conftest import service_endpoint, wait_for
-from tests.support import postgres_url, unique
+from tests.conftest import service_endpoint
+from tests.support import free_port, postgres_store_args, postgres_url, resonate_server, unique
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -51,44 +40,6 @@ def resonate_database() -> Iterator[tuple[str, int, str, str, str]]:
         admin.dispose()
 
 
-@contextmanager
-def server(binary: str, db: tuple[str, int, str, str, str], api: int, poll: int, log: Path) -> Iterator[None]:
-    host, port, user, password, name = db
-    cmd = [
-        binary, "serve",
-        "--api-http-addr", f"127.0.0.1:{api}", "--system-url", f"http://127.0.0.1:{api}",
-        "--aio-poll-addr", f"127.0.0.1:{poll}", "--api-grpc-enable=false",
-        "--metrics-addr", f"127.0.0.1:{free_port()}",
-        "--aio-store-sqlite-enable=false", "--aio-store-postgres-enable",
-        "--aio-store-postgres-host", host, "--aio-store-postgres-port", str(port),
-        "--aio-store-postgres-username", user, "--aio-store-postgres-password", password,
-        "--aio-store-postgres-database", name, "--aio-store-postgres-query", "sslmode=disable",
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"resonate server exited {proc.returncode}: {log.read_text()[-2000:]}", pytrace=False
-                )
-            try:
-                return requests.get(f"http://127.0.0.1:{api}/promises?id=*", timeout=1).status_code < 500
-            except requests.RequestException:
-                return False
-
-        wait_for(ready, timeout=30, message="resonate server (postgres store) ready")
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_path) -> None:
     binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
     api, poll = free_port(), free_port()
@@ -100,7 +51,9 @@ def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_
     for rid in rids:
         store.add_record(rid, 25)
 
-    with server(binary, resonate_database, api, poll, tmp_path / "resonate.log"):
+    with resonate_server(
+        binary, api, poll, postgres_store_args(resonate_database), tmp_path / "resonate.log"
+    ):
         runtime = ResonateRuntime(
             build_resonate("remote", store_port=str(api), message_source_port=str(poll), group=unique("g")),
             store,
@@ -118,7 +71,9 @@ def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_
     assert sorted(json.loads(m.value)[0] for _, m in broker.messages("done")) == sorted(r.value for r in rids)
 
     # a restarted server still knows them: the state is in PostgreSQL
-    with server(binary, resonate_database, api, poll, tmp_path / "resonate.log"):
+    with resonate_server(
+        binary, api, poll, postgres_store_args(resonate_database), tmp_path / "resonate.log"
+    ):
         runtime = ResonateRuntime(
             build_resonate("remote", store_port=str(api), message_source_port=str(poll), group=unique("g")),
             store,

@@ -19,8 +19,8 @@ from adapters.sql_store import SqlRecordStore
 from domain.errors import HandOffUnavailable
 from domain.model import RecordId, WorkflowParams
 from entrypoints.cli import main
-from tests.conftest import wait_for
-from tests.support import ROOT, resonate_endpoint, unique
+from tests.conftest import service_endpoint, wait_for
+from tests.support import ROOT, free_port, resonate_endpoint, resonate_server, unique
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +152,35 @@ def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, 
     assert report["workflow"] == "resolved"
     assert report["batches_done"] == 3
     assert report["rows_left"] == 0
+
+
+def test_a_worker_whose_server_stays_away_exits_instead_of_lingering(tmp_path) -> None:
+    """Crash-only: past its request retries the SDK either ends the process (os._exit from its own
+    thread) or stops its bridge, which `healthy()` reports so the worker exits 3. Either way the
+    process must not linger claiming work it will never run."""
+    binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
+    api, poll = free_port(), free_port()
+    db = f"sqlite:///{tmp_path / 'rows.db'}"
+    upgrade(db)
+    store = SqlRecordStore(make_engine(db))
+    rid = RecordId(unique("orphan"))
+    store.add_record(rid, 200)
+    sqlite = ["--aio-store-sqlite-path", str(tmp_path / "resonate.db")]
+    with resonate_server(binary, api, poll, sqlite, tmp_path / "resonate.log") as server:
+        args = [rid.value, db, f"http://127.0.0.1:{api}", str(poll), unique("g"), "0.5", "2"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.resonate_process", "watch", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: store.batches_done(rid) >= 1, timeout=30, message="first batch")
+            server.kill()
+            server.wait(10)
+            code = proc.wait(90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert code in (1, 3), f"exit code {code}"
+    assert store.count_rows(rid) > 0, "the workflow could not finish without its server"
