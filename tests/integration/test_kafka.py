@@ -19,7 +19,7 @@ from adapters.kafka import (
 from adapters.redpanda import redpanda_client_config
 from domain.errors import HandOffUnavailable, PublishFailed
 from domain.handoff import HandOff, HandOffGaveUp, RetryBudget
-from domain.model import Completion, RecordId
+from domain.model import Completion, InboundMessage, RecordId
 from entrypoints.cli import main
 from tests.conftest import wait_for
 from tests.support import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
@@ -209,3 +209,14 @@ def test_redpanda_profile_speaks_to_the_kafka_api(bootstrap: str) -> None:
     KafkaCompletionPublisher(producer, done, failed).publish(Completion(RecordId("rp"), 3, 1, 1, "rp"))
     producer.close()
     assert [json.loads(m.value or b"") for m in read_topic(bootstrap, done, expect=1)] == [["rp", 3]]
+
+
+def test_marking_a_revoked_partition_is_harmless(bootstrap: str, client: KafkaClientConfig) -> None:
+    """A concurrent hand-off may finish after its partition moved to another worker."""
+    topic = unique("req")
+    create_topics(bootstrap, {topic: 1})
+    source = KafkaRequestSource(client, topic, unique("group"))
+    try:
+        source.mark_done(InboundMessage(topic, 0, 5, b'"x"'))  # nothing assigned yet
+    finally:
+        source.close()
