@@ -170,6 +170,7 @@ class ResonateRuntime(WorkflowStarter):
         params: WorkflowParams | None = None,
         step_retry: StepRetry | None = None,
         events: Events | None = None,
+        target: str | None = None,
     ) -> None:
         self._resonate = resonate
         self._params = params or WorkflowParams()
@@ -181,6 +182,11 @@ class ResonateRuntime(WorkflowStarter):
         resonate.set_dependency(EVENTS, events or NoEvents())
         # The domain's DurableContext is a structural subset of resonate's Context.
         self._workflow = resonate.register(cast(Any, delete_record), name=WORKFLOW_NAME)
+        if target:
+            # Without a target the root promise is tagged `poll://any@default`: when its worker
+            # dies mid-step, the server re-dispatches the task to a group nobody polls and no
+            # other worker ever resumes it. Route recovery to the workers' own group.
+            self._workflow.options(target=target)
         self._started = False
         self._start_lock = threading.Lock()
 

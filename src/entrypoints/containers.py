@@ -208,6 +208,7 @@ class Adapters(containers.DeclarativeContainer):
         params=workflow_params,
         step_retry=step_retry,
         events=events,
+        target=config.resonate.recovery_target,
     )
 
 

@@ -164,6 +164,8 @@ class Settings(BaseModel):
         out["database"]["kind"] = self.database.kind
         out["resonate"]["host"] = self.resonate.host
         out["resonate"]["store_port"] = self.resonate.store_port
+        # remote: recover a dead worker's workflows in the workers' own group (see ResonateRuntime)
+        out["resonate"]["recovery_target"] = self.resonate.group if self.resonate.mode == "remote" else None
         out["resonate"]["auth"] = (
             (self.resonate.username, out["resonate"]["password"] or "") if self.resonate.username else None
         )

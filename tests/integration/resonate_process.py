@@ -21,6 +21,7 @@ from domain.model import RecordId, WorkflowParams
 def main() -> int:
     mode, record, db_url, url, poll_port, group, pause = sys.argv[1:8]
     retries = int(sys.argv[8]) if len(sys.argv) > 8 else 30
+    batch_size = int(sys.argv[9]) if len(sys.argv) > 9 else 10
     host, _, port = url.rpartition(":")
     broker = InMemoryBroker()
     broker.create_topic("done")
@@ -37,8 +38,9 @@ def main() -> int:
         ),
         SqlRecordStore(make_engine(db_url)),
         InMemoryCompletionPublisher(broker, "done", "failed"),
-        params=WorkflowParams(batch_size=10, pause_seconds=float(pause)),
+        params=WorkflowParams(batch_size=batch_size, pause_seconds=float(pause)),
         step_retry=StepRetry(delay=0.1),
+        target=group,
     )
     runtime.start_runtime()
     if mode in ("start", "watch"):
