@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The benchmark suite, one command (`make bench` runs it):
+#   scripts/bench.sh [--full] [--only SECTIONS] [--handoff-concurrency N] [...]
+#
+# 1. .venv (scripts/bootstrap.sh) and the benchmark-only profiler py-spy in it (if missing);
+# 2. Kafka, the Resonate server and PostgreSQL via scripts/services.sh in this run's own state
+#    dir (RECORD_DELETER_SERVICES_DIR, default a new temp dir), unless all four endpoints are
+#    given: KAFKA_BOOTSTRAP_SERVERS, RESONATE_URL + RESONATE_MESSAGE_SOURCE_PORT,
+#    DATABASE_URL_POSTGRES (then nothing is started or stopped);
+# 3. python -m benchmarks.run "$@" -> benchmarks/results.json and BENCHMARKS.md;
+# 4. the services it started are stopped again (also on failure or Ctrl-C).
+# Quick mode takes about 10 minutes on 2 cores (--smoke ~2, --full an hour or more). See benchmarks/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+cmdline="scripts/bench.sh${*:+ $*}"
+
+[[ -x .venv/bin/python ]] || scripts/bootstrap.sh
+if [[ ! -x .venv/bin/py-spy ]]; then
+  echo "[bench] installing py-spy into .venv (benchmark-only sampling profiler)" >&2
+  .venv/bin/python -m pip install -q py-spy >&2 || echo "[bench] py-spy unavailable: the sampling profile is skipped" >&2
+fi
+
+if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" && -n "${RESONATE_URL:-}" && -n "${RESONATE_MESSAGE_SOURCE_PORT:-}" \
+      && -n "${DATABASE_URL_POSTGRES:-}" && -z "${RECORD_DELETER_SERVICES_OWNED:-}" ]]; then
+  echo "[bench] using the given services: kafka $KAFKA_BOOTSTRAP_SERVERS, resonate $RESONATE_URL" >&2
+else
+  export RECORD_DELETER_SERVICES_DIR="${RECORD_DELETER_SERVICES_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/rd-bench-services.XXXXXX")}"
+  # variables from another services env (e.g. a sourced .services/env) are not ours to reuse
+  if [[ -n "${RECORD_DELETER_SERVICES_OWNED:-}" ]]; then
+    unset KAFKA_BOOTSTRAP_SERVERS RESONATE_URL RESONATE_MESSAGE_SOURCE_PORT DATABASE_URL_POSTGRES \
+      RECORD_DELETER_SERVICES_OWNED
+  fi
+  trap 'scripts/services.sh down >&2 || true' EXIT
+  scripts/services.sh up >&2
+  # shellcheck disable=SC1091
+  source "$RECORD_DELETER_SERVICES_DIR/env"
+  if [[ -f "$RECORD_DELETER_SERVICES_DIR/kafka.state" ]]; then
+    BENCH_KAFKA_VERSION=$(sed -n 's/^KAFKA_VERSION_RESOLVED=//p' "$RECORD_DELETER_SERVICES_DIR/kafka.state")
+    export BENCH_KAFKA_VERSION
+  fi
+fi
+if [[ -n "${RESONATE_BIN:-}" ]]; then
+  BENCH_RESONATE_VERSION=$(basename "$RESONATE_BIN" | sed 's/^resonate-//')
+  export BENCH_RESONATE_VERSION
+fi
+
+.venv/bin/python -m benchmarks.run --command "$cmdline" "$@"
+echo "[bench] finished in $(( $(date +%s) - started ))s (services included)" >&2
