@@ -154,9 +154,14 @@ class KafkaRequestSource(RequestSource):
         self._down_since = None
 
     def mark_done(self, message: InboundMessage) -> None:
-        self._consumer.store_offsets(
-            offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)]
-        )
+        try:
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(message.topic, message.partition, message.offset + 1)]
+            )
+        except KafkaException as exc:
+            # The partition was revoked while this hand-off was under way: its new owner
+            # redelivers from the last commit, and the duplicate attaches to the same workflow.
+            log.info("offset %s/%d not stored (%s)", message.partition, message.offset, exc.args[0].str())
 
     def commit(self) -> None:
         self._commit_quietly(self._consumer)
@@ -172,6 +177,10 @@ class KafkaRequestSource(RequestSource):
     def close(self) -> None:
         self.commit()
         self._consumer.close()
+
+
+class MessageTooLarge(BrokerUnavailable):
+    """The broker (or the producer's message.max.bytes) refuses a message this big."""
 
 
 class ConfirmedProducer:
@@ -205,15 +214,22 @@ class ConfirmedProducer:
                 headers=list(message.headers),
                 on_delivery=on_delivery,
             )
-        except (KafkaException, BufferError) as exc:
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large") from exc
+            raise BrokerUnavailable(f"could not enqueue to {topic}: {exc}") from exc
+        except BufferError as exc:
             raise BrokerUnavailable(f"could not enqueue to {topic}: {exc}") from exc
         deadline = time.monotonic() + self._timeout + 5
         while not done.is_set():
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"no delivery report from {topic} within {self._timeout:.0f}s")
             self._producer.poll(0.05)
-        if outcome[0] is not None:
-            raise BrokerUnavailable(f"delivery to {topic} failed: {outcome[0].str()}")
+        err = outcome[0]
+        if err is not None:
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large")
+            raise BrokerUnavailable(f"delivery to {topic} failed: {err.str()}")
 
     def close(self) -> None:
         remaining = self._producer.flush(self._timeout)
@@ -245,8 +261,20 @@ class KafkaDeadLetterSink(DeadLetterSink):
         self._producer = producer
         self._topic = topic
 
+    TRUNCATED_BYTES = 64 * 1024
+
     def send(self, message: OutboundMessage) -> None:
-        self._producer.send(self._topic, message)
+        try:
+            self._producer.send(self._topic, message)
+        except MessageTooLarge:
+            # Never let a message too big for the dead-letter topic stop the worker: keep its
+            # first 64 KiB and say so; the headers still name its topic/partition/offset.
+            truncated = OutboundMessage(
+                key=message.key,
+                value=message.value[: self.TRUNCATED_BYTES],
+                headers=(*message.headers, ("dlq-truncated-from", str(len(message.value)).encode())),
+            )
+            self._producer.send(self._topic, truncated)
 
 
 class KafkaRequestProducer:

@@ -32,6 +32,10 @@ def parse_request(value: bytes | None) -> RecordId:
         decoded = json.loads(text)
     except ValueError as exc:
         raise PoisonMessage(f"message value is not JSON ({exc}); expected {_ACCEPTED}") from exc
+    except RecursionError as exc:
+        raise PoisonMessage(
+            f"message value is JSON nested too deeply to parse; expected {_ACCEPTED}"
+        ) from exc
     if isinstance(decoded, list):
         if not decoded:
             raise PoisonMessage(f"message value is an empty JSON array; expected {_ACCEPTED}")

@@ -193,3 +193,9 @@ def test_dead_letter_of_a_tombstone_marks_the_null_value() -> None:
     out = dead_letter(InboundMessage("t", 0, 0, None), "tombstone")
     assert out.value == b""
     assert dict(out.headers)["dlq-value-null"] == b"true"
+
+
+def test_deeply_nested_json_is_poison_not_a_crash() -> None:
+    """json.loads raises RecursionError, not ValueError, on deep nesting within the size limit."""
+    with pytest.raises(PoisonMessage, match="nested too deeply"):
+        parse_request(b"[" * 30_000 + b"]" * 30_000)
