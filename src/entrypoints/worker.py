@@ -38,6 +38,7 @@ def run_worker(config: dict[str, Any]) -> int:
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
     runtime = adapters.runtime()
     runtime.start_runtime()
+    adapters.prometheus().in_flight.set_function(runtime.in_flight)
     source = adapters.request_source()
     handoff = container.handoff(source=source)
     broker = config["broker"]
