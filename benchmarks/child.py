@@ -319,29 +319,36 @@ def raw_delete(a: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "batches": batches, "seconds": seconds, "rate": rows / seconds, "rss_kb": _rss_kb()}
 
 
-def _runtime(a: dict[str, Any], batch: int, events: Any = None) -> Any:
-    from adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
-    from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-    from adapters.sql_engine import make_engine
-    from adapters.sql_store import SqlRecordStore
-    from domain.model import WorkflowParams
+def _runtime(a: dict[str, Any], batch: int) -> Any:
+    """The project's runtime and record store built exactly as the worker builds them: settings from
+    the environment, then the worker's DI container (so whatever the runtime adapter, the settings
+    or the container do is measured too: recovery target, events, logging, pool sizes)."""
+    import os
 
-    resonate = build_resonate(
-        "remote",
-        host=a["host"],
-        store_port=a["port"],
-        message_source_port=a["poll_port"],
-        group=a["resonate_group"],
+    from entrypoints.containers import WorkerContainer
+    from entrypoints.settings import load_settings
+
+    os.environ.update(
+        BROKER_KIND="kafka",
+        BROKER_BOOTSTRAP_SERVERS=a["bootstrap"],
+        BROKER_COMPLETION_TOPIC=a["done_topic"],
+        BROKER_FAILURE_TOPIC=a["failed_topic"],
+        DATABASE_URL=a["db_url"],
+        RESONATE_MODE="remote",
+        RESONATE_URL=f"{a['host']}:{a['port']}",
+        RESONATE_MESSAGE_SOURCE_PORT=str(a["poll_port"]),
+        RESONATE_GROUP=a["resonate_group"],
+        WORKFLOW_BATCH_SIZE=str(batch),
+        WORKFLOW_PAUSE_SECONDS="0",
     )
-    store = SqlRecordStore(make_engine(a["db_url"]))
-    publisher = KafkaCompletionPublisher(
-        ConfirmedProducer(KafkaClientConfig(a["bootstrap"])), a["done_topic"], a["failed_topic"]
-    )
-    runtime = ResonateRuntime(
-        resonate, store, publisher, params=WorkflowParams(batch, 0.0), step_retry=StepRetry(), events=events
-    )
+    settings = load_settings()
+    logging.getLogger().setLevel(settings.worker.log_level)  # the worker logs its events at INFO
+    logging.getLogger("resonate").setLevel(logging.WARNING)
+    container = WorkerContainer()
+    container.config.from_dict(settings.container_config())
+    runtime = container.adapters.runtime()
     runtime.start_runtime()
-    return runtime, store
+    return runtime, container.adapters.record_store()
 
 
 def workflow_delete(a: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +386,7 @@ def _request_kind(method: str, path_url: str) -> str:
 
 def profile_counts(a: dict[str, Any]) -> dict[str, Any]:
     """Deterministic costs of one hand-off and one workflow: HTTP requests to the Resonate server
-    (by kind), new TCP connections, SQL statements per batch, and begin_run latency."""
+    (by kind), new TCP connections, SQL statements per batch, loggers, and begin_run latency."""
     import urllib3.connectionpool
     from requests import Session
     from sqlalchemy import event

@@ -7,6 +7,7 @@ numbers of the run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -828,6 +829,11 @@ def _profile(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _next(out: list[str]) -> int:
+    """The number of the next finding (items start with their number; suggestion lines do not)."""
+    return sum(1 for x in out if x[:1].isdigit()) + 1
+
+
 def _findings(results: dict[str, Any]) -> str:
     """Findings and suggestions, with this run's numbers filled in."""
     runs = Runs(results)
@@ -885,14 +891,15 @@ def _findings(results: dict[str, Any]) -> str:
     create_1 = runs.med("handoff", "promise_create_seq", "rate")
     par = _ratio(create_n, create_1)
     threads = results.get("mode", {}).get("threads", 4)
-    keep = (
-        f"measured {_r(ka)} for a sequential caller here: on loopback the connect is cheap next to "
-        "the server's own latency, so this alone is a small win"
-        if ka is not None and ka < 1.2
-        else f"measured {_r(ka)} for a sequential caller"
-        if ka is not None
-        else "not measured in this run"
-    )
+    if ka is None:
+        keep = "not measured in this run"
+    elif ka < 1.1:
+        keep = (
+            f"measured {_r(ka)} for a sequential caller in this run, i.e. no gain above the noise: on "
+            "loopback the connect is cheap next to the server's own latency"
+        )
+    else:
+        keep = f"measured {_r(ka)} for a sequential caller"
     out.append(
         "   *Suggestions, biggest first*: (a) **parallel bridges** \u2014 the server answers "
         f"{threads} concurrent callers {_r(par)} faster than one sequential caller (raw create, "
@@ -909,7 +916,7 @@ def _findings(results: dict[str, Any]) -> str:
     )
     ratio_h = _ratio(h1, e2e)
     out.append(
-        f"2. **The hand-off** is one `POST /promises/task` per message (`begin_run`), on {conc_n} "
+        f"{_next(out)}. **The hand-off** is one `POST /promises/task` per message (`begin_run`), on {conc_n} "
         f"thread{'s' if conc_n != 1 else ''} per worker: {_f(h1)} msg/s with 1 worker, {_f(h2)} "
         "with 2"
         + (
@@ -922,13 +929,14 @@ def _findings(results: dict[str, Any]) -> str:
         "rate is its end-to-end rate: a faster hand-off only grows the in-flight backlog (and the "
         "worker's memory: section 5's peak RSS at 10\u00d7 the messages), until "
         "`WORKER_MAX_IN_FLIGHT` pauses polling. What keeps the hand-off itself below the threaded "
-        "raw-create rate: the server's latency and the logging lock (finding 4)."
+        "raw-create rate: the server's latency and the logging lock (see Logging below)."
     )
     sql_b = pc.get("per_batch_sql", {})
     if sql_b:
         store_raw = runs.ratio("deletion", "postgres_100_store", "postgres_100_sql", "rate")
         out.append(
-            f"3. **SQL per batch**: {', '.join(f'{_f(v, 2)} {k}' for k, v in sql_b.items())} \u2014 the "
+            f"{_next(out)}. **SQL per batch**: "
+            f"{', '.join(f'{_f(v, 2)} {k}' for k, v in sql_b.items())} \u2014 the "
             "batched DELETE, a `rows left?` EXISTS probe and the audit INSERT in one transaction "
             f"(plus, once per record, the parent `records` row and its probes). Against the bare loop "
             f"that costs little at batch 10,000 but shows at small batches (PostgreSQL batch 100: store "
@@ -938,7 +946,8 @@ def _findings(results: dict[str, Any]) -> str:
     pool_log = pool.get("on CPU: logging", 0)
     acquire = sum(v for k, v in hand.get("handoff", {}).get("top_cpu_frames", []) if "Handler.acquire" in k)
     out.append(
-        "4. **Logging** is on every path: one INFO line per hand-off, per batch and per completion, "
+        f"{_next(out)}. **Logging** is on every path: one INFO line per hand-off, per batch and per "
+        "completion, "
         "all through one stream handler and its lock"
         + (
             f". In the hand-off phase the hand-off threads spent {pool_log * 100:.0f}% of their wall "
@@ -953,7 +962,8 @@ def _findings(results: dict[str, Any]) -> str:
     target, group = pc.get("invoke_target"), pc.get("resonate_group")
     if target and not target.endswith(f"@{group}"):
         out.append(
-            f"5. **Correctness, found while building these benchmarks**: workflows are started with "
+            f"{_next(out)}. **Correctness, found while building these benchmarks**: workflows are "
+            "started with "
             f"the SDK's default target, so their root promise says `resonate:invoke = {target}`, not "
             "the worker group. A task whose worker died while it was running (not during a durable "
             "sleep, which resumes through a callback to the group) is re-dispatched by the server to "
@@ -973,7 +983,7 @@ def _findings(results: dict[str, Any]) -> str:
         slope = (us1 - us0) / (l1 - l0) if us0 is not None and us1 is not None and l1 > l0 else None
         proj = slope * per * n_wf / 1000 if slope else None
         out.append(
-            "6. **A leak that makes every record dearer than the last**: the SDK builds a "
+            f"{_next(out)}. **A leak that makes every record dearer than the last**: the SDK builds a "
             "`ContextLogger` for every workflow and step context \u2014 "
             '`logging.getLogger(f"resonate:{cid}:{id}")` with its own `StreamHandler`, then '
             f"`setLevel` \u2014 {_f(per, 1)} new loggers per one-batch workflow, "
@@ -997,14 +1007,17 @@ def _store_suggestion(results: dict[str, Any]) -> str:
         return "(c) **the server itself** \u2014 its per-request latency is the unit cost of everything above"
     first, last = pts[0], pts[-1]
     ratio = _ratio(last["rate"], first["rate"])
+    falling = all(b["rate"] <= a["rate"] for a, b in itertools.pairwise(pts))
+    rates = ", ".join(_f(p["rate"]) for p in pts)
+    sizes = ", ".join(f"{p['completed_promises']:,}" for p in pts)
     trend = (
         f"its sequential create rate fell to {_pct(ratio)} after {last['completed_promises']:,} "
-        "completed promises in this run (section 5): prune completed promises, or try its "
-        "PostgreSQL store (`RESONATE_STORE=postgres`)"
-        if ratio is not None and ratio < 0.75
-        else f"its sequential create rate after {last['completed_promises']:,} completed promises was "
-        f"{_pct(ratio)} of a fresh server's in this run (section 5): no clear store-size effect at "
-        "this scale"
+        f"completed promises in this run ({rates}/s, section 5): prune completed promises, or try "
+        "its PostgreSQL store (`RESONATE_STORE=postgres`)"
+        if ratio is not None and ratio < 0.75 and falling
+        else f"the store probe of this run ({rates} creates/s at "
+        f"{sizes} completed promises) shows "
+        "no consistent store-size effect above the machine's noise"
     )
     return (
         "(c) **the server itself** \u2014 its per-request latency is the unit cost of everything above; "
