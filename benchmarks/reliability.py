@@ -88,25 +88,89 @@ def failures(junit: Path) -> list[str]:
     return out
 
 
+# scenario (the part before "[") -> its own figures, shown as extra columns
+EXTRA_COLUMNS = {
+    "sigkill-restart": (
+        ("batches_done_at_kill", "batches done at kill"),
+        ("first_batch_after_kill_seconds", "first batch after kill s"),
+        ("batches_needed", "batches needed"),
+        ("batches_executed", "batches executed"),
+    ),
+    "failover-two-workers": (
+        ("batches_done_at_kill", "batches done at kill"),
+        ("batches_needed", "batches needed"),
+        ("batches_executed", "batches executed"),
+    ),
+    "duplicate-requests": (
+        ("requests_per_record", "requests per record"),
+        ("batches_needed", "batches needed"),
+        ("batches_executed", "batches executed"),
+    ),
+    "publish-window": (
+        ("extra_publishes_of_faulted_record", "extra publishes of the faulted record"),
+        ("delete_batches_rerun_for_faulted_record", "its delete batches re-run"),
+    ),
+    "outage": (
+        ("down_seconds", "down s"),
+        ("batches_needed", "batches needed"),
+        ("batches_executed", "batches executed"),
+    ),
+    "poison-stream": (
+        ("poison_classes", "poison classes"),
+        ("dead_lettered", "dead-lettered"),
+    ),
+    "metrics": (
+        ("m_messages_consumed_total", "consumed"),
+        ("m_messages_handed_off_total", "handed off"),
+        ("m_messages_dead_lettered_total", "dead-lettered"),
+        ("m_batches_deleted_total", "batches"),
+        ("m_rows_deleted_total", "rows"),
+        ("m_completions_published_total", "completions"),
+        ("m_handoff_seconds_count", "hand-off latency count"),
+        ("workflows_in_flight_during_run", "in flight during run"),
+    ),
+    "soak": (
+        ("seed", "seed"),
+        ("handoff_wait_median_seconds", "hand-off wait median s"),
+        ("handoff_wait_max_seconds", "hand-off wait max s"),
+        ("max_extra_batches_per_record", "max re-executed per record"),
+        ("batches_needed", "batches needed"),
+        ("batches_executed", "batches executed"),
+    ),
+}
+
+
 def cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key, "")
     if key == "worker_exits" and row.get("worker_exit_codes"):
         codes = ", ".join(f"{n}x exit {c}" for c, n in sorted(row["worker_exit_codes"].items()))
         return f"{value} ({codes})"
+    if isinstance(value, float) and value.is_integer() and key.startswith("m_"):
+        return str(int(value))
     return str(value)
+
+
+def flatten(row: dict[str, Any]) -> dict[str, Any]:
+    """Metrics of the endpoint test become m_<name> columns."""
+    out = {k: v for k, v in row.items() if k != "metrics"}
+    for name, value in (row.get("metrics") or {}).items():
+        out[f"m_{name}"] = value
+    return out
 
 
 def render(rows: list[dict[str, Any]], outcomes: list[dict[str, Any]] | None) -> str:
     by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_scenario[row["scenario"]].append(row)
+        by_scenario[row["scenario"]].append(flatten(row))
     out = []
     for scenario, items in by_scenario.items():
-        out.append(f"#### {scenario}\n")
-        out.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
-        out.append("|" + "---|" * len(COLUMNS))
+        columns = COLUMNS + EXTRA_COLUMNS.get(scenario.split("[")[0], ())
+        label = items[0].get("label")
+        out.append(f"#### {scenario}" + (f" ({label})" if label else "") + "\n")
+        out.append("| " + " | ".join(title for _, title in columns) + " |")
+        out.append("|" + "---|" * len(columns))
         for row in items:
-            out.append("| " + " | ".join(cell(row, key) for key, _ in COLUMNS) + " |")
+            out.append("| " + " | ".join(cell(row, key) for key, _ in columns) + " |")
         total = {key: sum(int(r.get(key) or 0) for r in items) for key in SUMMED}
         recoveries = [float(r["recovery_seconds"]) for r in items if "recovery_seconds" in r]
         recovery = (
@@ -114,17 +178,7 @@ def render(rows: list[dict[str, Any]], outcomes: list[dict[str, Any]] | None) ->
         )
         cells = {"run": f"**{len(items)} runs**", **{k: f"**{v}**" for k, v in total.items()}}
         cells["recovery_seconds"] = recovery
-        out.append("| " + " | ".join(str(cells.get(key, "")) for key, _ in COLUMNS) + " |")
-        extra = sorted({k for r in items for k in r} - {k for k, _ in COLUMNS} - {"scenario", "label"})
-        if extra:
-            out.append("")
-            out.append(
-                "Other figures per run: "
-                + "; ".join(
-                    f"run {r.get('run', '?')}: " + ", ".join(f"{k}={r[k]}" for k in extra if k in r)
-                    for r in items
-                )
-            )
+        out.append("| " + " | ".join(str(cells.get(key, "")) for key, _ in columns) + " |")
         out.append("")
     if outcomes:
         out.append("#### pytest outcome per run\n")

@@ -76,6 +76,7 @@ class KafkaRequestSource(RequestSource):
         group: str,
         *,
         unavailable_after: float = 60.0,
+        session_timeout: float = 10.0,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         self._topic = topic
@@ -90,6 +91,8 @@ class KafkaRequestSource(RequestSource):
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            "session.timeout.ms": int(session_timeout * 1000),
+            "heartbeat.interval.ms": max(100, int(session_timeout * 1000 / 3)),
             "error_cb": self._on_error,
             **(extra or {}),
         }

@@ -84,6 +84,48 @@ class ThreadSafeLocalStore(LocalStore):
         return wrapper
 
 
+def guard_callback_race(store: RemoteStore) -> RemoteStore:
+    """Make callback/subscription registration safe against a promise completing concurrently.
+
+    The Resonate server (v0.8.x) registers a callback in two transactions: it reads the promise,
+    then inserts the callback only `WHERE state = pending`. If the promise completes in between
+    (typically a durable sleep's timer firing just as the workflow suspends on it), it answers
+    200 with the promise as first read (pending) and no callback. resonate-sdk 0.6.x takes that
+    as "registered", suspends the workflow and completes its task: nothing ever resumes it. A
+    re-read tells the cases apart: completed now means no callback exists, so return the
+    completed promise and the SDK resumes at once; still pending means the callback existed.
+    """
+    promises = store.promises
+    register = promises.callback
+    subscribe = promises.subscribe
+
+    def callback(promise_id: str, root_promise_id: str, recv: str, timeout: int) -> Any:
+        promise, cb = register(
+            promise_id=promise_id, root_promise_id=root_promise_id, recv=recv, timeout=timeout
+        )
+        if cb is None and not promise.completed:
+            fresh = promises.get(promise_id)
+            if fresh.completed:
+                log.warning(
+                    "promise %s completed while a callback on it was registered; resuming", promise_id
+                )
+                return fresh, None
+        return promise, cb
+
+    def subscription(id: str, promise_id: str, recv: str, timeout: int) -> Any:
+        promise, cb = subscribe(id=id, promise_id=promise_id, recv=recv, timeout=timeout)
+        if cb is None and not promise.completed:
+            fresh = promises.get(promise_id)
+            if fresh.completed:
+                log.warning("promise %s completed while a subscription to it was registered", promise_id)
+                return fresh, None
+        return promise, cb
+
+    promises.callback = callback  # type: ignore[method-assign]
+    promises.subscribe = subscription  # type: ignore[method-assign]
+    return store
+
+
 @dataclass(frozen=True, slots=True)
 class StepRetry:
     """Retry policy of every step: exponential backoff, `max_attempts` in all (0 = unbounded)."""
@@ -137,11 +179,13 @@ def build_resonate(
         )
     if mode == "remote":
         return Resonate(
-            store=RemoteStore(
-                host=host,
-                port=store_port,
-                auth=auth,
-                retry_policy=Constant(delay=1, max_retries=request_retries),
+            store=guard_callback_race(
+                RemoteStore(
+                    host=host,
+                    port=store_port,
+                    auth=auth,
+                    retry_policy=Constant(delay=1, max_retries=request_retries),
+                )
             ),
             message_source=Poller(group=group, id=_pid(), host=host, port=message_source_port, auth=auth),
             group=group,

@@ -53,8 +53,14 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._order: deque[InboundMessage] = deque()
         self._done: set[int] = set()
+        self._last = -1
+
+    def rewinds(self, offset: int) -> bool:
+        """True if `offset` is not past every offset submitted: the partition was fetched again."""
+        return offset <= self._last
 
     def submitted(self, message: InboundMessage) -> None:
+        self._last = message.offset
         self._order.append(message)
 
     def finished(self, message: InboundMessage) -> InboundMessage | None:
@@ -106,7 +112,7 @@ class HandOff:
         self._pool = (
             ThreadPoolExecutor(concurrency, thread_name_prefix="handoff") if concurrency > 1 else None
         )
-        self._pending: dict[Future[None], InboundMessage] = {}
+        self._pending: dict[Future[None], tuple[InboundMessage, OffsetTracker]] = {}
         self._trackers: dict[tuple[str, int], OffsetTracker] = {}
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -132,13 +138,17 @@ class HandOff:
             return
         self._apply_backpressure()
         message = self._source.poll(self._poll_timeout)
-        if message is None:
-            return
+        if message is not None:
+            self.submit(message)
+
+    def submit(self, message: InboundMessage) -> None:
+        """Hand `message` off (on the pool when concurrent); its offset is marked once its prefix is done."""
         if self._pool is None:
             self.handle(message)
             return
-        self._tracker(message).submitted(message)
-        self._pending[self._pool.submit(self._process, message)] = message
+        tracker = self._tracker(message)
+        tracker.submitted(message)
+        self._pending[self._pool.submit(self._process, message)] = (message, tracker)
 
     def handle(self, message: InboundMessage) -> None:
         """Hand one message off on the calling thread and mark its offset."""
@@ -146,7 +156,14 @@ class HandOff:
         self._source.mark_done(message)
 
     def _tracker(self, message: InboundMessage) -> OffsetTracker:
-        return self._trackers.setdefault((message.topic, message.partition), OffsetTracker())
+        key = (message.topic, message.partition)
+        tracker = self._trackers.get(key)
+        if tracker is None or tracker.rewinds(message.offset):
+            # Fetched again from the committed offset (a rebalance revoked and re-assigned the
+            # partition while hand-offs were under way): start over. The hand-offs of the old
+            # fetch may still finish, but they mark nothing; their messages come again in this one.
+            tracker = self._trackers[key] = OffsetTracker()
+        return tracker
 
     def _drain(self, timeout: float | None, *, at_least_one: bool = False, reraise: bool = True) -> None:
         """Mark the offsets of finished hand-offs; re-raise the first failure (nothing after it is marked)."""
@@ -160,14 +177,14 @@ class HandOff:
             )
         failure: BaseException | None = None
         for future in finished:
-            message = self._pending.pop(future)
+            message, tracker = self._pending.pop(future)
             error = future.exception()
             if error is not None:
                 # this offset stays unmarked, and so does every later one of its partition
                 failure = failure or error
                 continue
-            newest = self._tracker(message).finished(message)
-            if newest is not None:
+            newest = tracker.finished(message)
+            if newest is not None and self._trackers.get((message.topic, message.partition)) is tracker:
                 self._source.mark_done(newest)
         if failure is not None and reraise:
             raise failure

@@ -128,6 +128,7 @@ class Adapters(containers.DeclarativeContainer):
         topic=config.broker.request_topic,
         group=config.broker.group,
         unavailable_after=config.broker.unavailable_after_seconds,
+        session_timeout=config.broker.session_timeout_seconds,
     )
     request_source = providers.Selector(
         config.broker.kind,

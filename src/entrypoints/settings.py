@@ -51,6 +51,10 @@ class BrokerSettings(_Concern):
     partitions: int = Field(default=3, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=32)
     unavailable_after_seconds: float = Field(default=60.0, gt=0)
+    # How long the group waits for a member that stopped heartbeating (a SIGKILLed worker) before
+    # its partitions move. librdkafka's 45 s default stalls the group for that long after every
+    # crash (RELIABILITY.md, F6); the broker's floor is group.min.session.timeout.ms (6 s).
+    session_timeout_seconds: float = Field(default=10.0, ge=1, le=3600)
     delivery_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("request_topic", "completion_topic", "failure_topic", "dead_letter_topic", "group")

@@ -171,3 +171,56 @@ def test_partitions_are_tracked_independently(broker: InMemoryBroker) -> None:
 def test_concurrency_must_be_positive(broker: InMemoryBroker) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         make(broker, GatedStarter(), concurrency=0)
+
+
+def test_a_partition_fetched_again_mid_hand_off_keeps_committing() -> None:
+    """A rebalance re-assigns a partition while its hand-offs are under way: the consumer fetches
+    the same offsets again. The old fetch's hand-offs must not wedge the partition (RELIABILITY.md, F7)."""
+    source = RecordingSource()
+    # the first fetch's 6 and 7 and the second fetch's finish in the order 7, 7, 6, 6; then 8, 9, 10
+    starter = ScheduledStarter([0.12, 0.03, 0.16, 0.06, 0.2, 0.2, 0.2])
+    handoff = HandOff(source, starter, InMemoryDeadLetterSink(InMemoryBroker(), DLQ), concurrency=4)
+    try:
+        for offset in (6, 7, 6, 7, 8, 9, 10):  # 6 and 7 fetched twice before their hand-offs finished
+            handoff.submit(msg(offset))
+        while handoff._pending:
+            handoff._drain(timeout=5, at_least_one=True)
+        assert source.marked[-1:] == [10], f"partition stopped committing: marked {source.marked}"
+        assert source.marked == sorted(source.marked), f"an offset was marked backwards: {source.marked}"
+    finally:
+        handoff.run(lambda: True)
+
+
+class RecordingSource:
+    """A request source that records which offsets the hand-off marks done."""
+
+    def __init__(self) -> None:
+        self.marked: list[int] = []
+
+    def poll(self, timeout: float) -> InboundMessage | None:
+        return None
+
+    def mark_done(self, message: InboundMessage) -> None:
+        self.marked.append(message.offset)
+
+    def commit(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+class ScheduledStarter:
+    """The n-th hand-off takes `delays[n]` seconds."""
+
+    def __init__(self, delays: list[float]) -> None:
+        self.delays = iter(delays)
+        self.lock = threading.Lock()
+
+    def start(self, record_id: RecordId, offset: int) -> None:
+        with self.lock:
+            delay = next(self.delays)
+        time.sleep(delay)
+
+    def in_flight(self) -> int:
+        return 0
