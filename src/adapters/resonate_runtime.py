@@ -268,6 +268,7 @@ class ResonateRuntime(WorkflowStarter):
                 offset,
                 self._params.batch_size,
                 self._params.pause_seconds,
+                self._params.step_seconds,
             )
         except ResonateStoreError as exc:
             raise HandOffUnavailable(f"resonate: {exc}") from exc

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, column, delete, exists, func, insert, inspect, select, table
+from sqlalchemy import (
+    Engine,
+    Executable,
+    Integer,
+    bindparam,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+)
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, SQLAlchemyError
 
 from adapters.sql_schema import deletion_audit, record_rows, records
@@ -71,24 +85,27 @@ class SqlRecordStore(RecordStore, RecordInventory):
         self._validate_plan()
         key = record_id.value
         budget = batch_size
+        more = False
+        last = len(self._statements) - 1
         try:
             with self._engine.begin() as conn:
-                for step in self._plan.steps:
-                    if budget == 0:
-                        break
-                    t = table(step.table, column(step.pk_column), column(step.key_column))
-                    victims = select(t.c[step.pk_column]).where(t.c[step.key_column] == key).limit(budget)
-                    result = conn.execute(delete(t).where(t.c[step.pk_column].in_(victims.scalar_subquery())))
+                for i, (delete_rows, rows_left) in enumerate(self._statements):
+                    result = conn.execute(delete_rows, {"key": key, "n": budget})
                     budget -= max(result.rowcount, 0)
-                    if budget > 0 and self._left_in(conn, step, key):
-                        # Fewer rows than asked, yet some remain: a concurrent batch holds them
-                        # (PostgreSQL skips rows it deleted). Stop, so a parent is never purged
-                        # before its children and `more` is not reported false too early.
+                    if budget == 0 and i < last:
+                        # A full batch before the plan's last table: that table's rows (the
+                        # parent) are still there, so there is more. No probe needed.
+                        more = True
+                        break
+                    if conn.execute(rows_left, {"key": key}).scalar():
+                        # Rows remain in this table: the batch is full, or (fewer deleted than
+                        # asked) a concurrent batch holds them (PostgreSQL skips rows it deleted).
+                        # Stop here, so a parent is never purged before its children.
+                        more = True
                         break
                 deleted = batch_size - budget
-                more = self._any_left(conn, key)
                 if self._audit:
-                    conn.execute(insert(deletion_audit).values(record_id=key, rows_deleted=deleted))
+                    conn.execute(self._audit_insert, {"record_id": key, "rows_deleted": deleted})
         except (OperationalError, DBAPIError) as exc:
             if exc.connection_invalidated or isinstance(exc, OperationalError):
                 raise RecordStoreUnavailable(f"database unavailable: {exc.orig}") from exc
@@ -97,12 +114,30 @@ class SqlRecordStore(RecordStore, RecordInventory):
             raise RecordStoreUnavailable(f"batch failed: {exc}") from exc
         return BatchResult(deleted=deleted, more=more)
 
-    def _any_left(self, conn: Connection, key: str) -> bool:
-        return any(self._left_in(conn, step, key) for step in self._plan.steps)
+    @functools.cached_property
+    def _statements(self) -> tuple[tuple[Executable, Executable], ...]:
+        """Per plan table, built once: the batched DELETE and the "rows left?" probe (bound parameters)."""
+        out = []
+        for step in self._plan.steps:
+            t = table(step.table, column(step.pk_column), column(step.key_column))
+            victims = (
+                select(t.c[step.pk_column])
+                .where(t.c[step.key_column] == bindparam("key"))
+                .limit(bindparam("n", type_=Integer))
+            )
+            out.append(
+                (
+                    delete(t).where(t.c[step.pk_column].in_(victims.scalar_subquery())),
+                    select(exists().where(t.c[step.key_column] == bindparam("key"))),
+                )
+            )
+        return tuple(out)
 
-    def _left_in(self, conn: Connection, step: PlanStep, key: str) -> bool:
-        t = table(step.table, column(step.key_column))
-        return bool(conn.execute(select(exists().where(t.c[step.key_column] == key))).scalar())
+    @functools.cached_property
+    def _audit_insert(self) -> Executable:
+        return insert(deletion_audit).values(
+            record_id=bindparam("record_id"), rows_deleted=bindparam("rows_deleted")
+        )
 
     def _validate_plan(self) -> None:
         if self._validated:

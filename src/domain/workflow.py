@@ -7,6 +7,7 @@ names and provides the ports as named dependencies.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Mapping
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ from domain.events import Events, NoEvents
 from domain.model import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PAUSE_SECONDS,
+    DEFAULT_STEP_SECONDS,
     Completion,
     DeletionFailed,
     RecordId,
@@ -49,13 +51,33 @@ class DeletionAborted(Exception):
     """The workflow stopped before every row was deleted; the failure event was published."""
 
 
-def delete_batch(ctx: DurableContext, record_id: str, batch_size: int) -> dict[str, Any]:
-    """Step: delete one batch. Idempotent: re-running after a crash deletes the next rows or none."""
+def delete_batches(ctx: DurableContext, record_id: str, batch_size: int, budget_seconds: float) -> dict[str, Any]:
+    """Step: delete a batch, then more while rows remain and `budget_seconds` have not passed.
+
+    Every batch is its own transaction, so a crash mid-step loses only the batch in flight;
+    re-running the step deletes the next rows (or none): it is idempotent, and the batches it
+    re-executes number at most the one that was in flight. The budget amortizes the step's
+    checkpoint over many batches; 0 means one batch per step.
+    """
     store: RecordStore = ctx.get_dependency(RECORD_STORE)
     events: Events = ctx.get_dependency(EVENTS, NoEvents())
-    result = store.delete_batch(RecordId(record_id), batch_size)
-    events.emit("batch_deleted", record_id=record_id, rows=result.deleted, more=result.more)
-    return {"deleted": result.deleted, "more": result.more}
+    rid = RecordId(record_id)
+    deadline = time.monotonic() + budget_seconds
+    deleted = batches = 0
+    while True:
+        try:
+            result = store.delete_batch(rid, batch_size)
+        except Exception as exc:
+            if batches == 0:
+                raise  # the step's retry policy takes over
+            # keep what this step achieved: checkpoint it, and let the next step meet the error
+            events.emit("step_cut_short", record_id=record_id, batches=batches, error=repr(exc))
+            return {"deleted": deleted, "batches": batches, "more": True}
+        batches += 1
+        deleted += result.deleted
+        events.emit("batch_deleted", record_id=record_id, rows=result.deleted, more=result.more)
+        if not result.more or time.monotonic() >= deadline:
+            return {"deleted": deleted, "batches": batches, "more": result.more}
 
 
 def publish_completion(ctx: DurableContext, record_id: str, offset: int, rows: int, batches: int) -> None:
@@ -84,21 +106,27 @@ def delete_record(
     offset: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
     pause_seconds: float = DEFAULT_PAUSE_SECONDS,
+    step_seconds: float = DEFAULT_STEP_SECONDS,
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Workflow: delete batches while rows remain, pausing durably between them, then publish.
+
+    With a pause, every step deletes one batch and the workflow sleeps durably after it; without
+    one, a step deletes batches for up to `step_seconds` before it checkpoints.
 
     Every yield is a checkpoint: on replay completed steps return their stored results. A step
     that fails beyond its retry policy ends the workflow: the failure is published to its own
     topic and the workflow is rejected with the reason, so it never retries forever silently.
     """
-    params = WorkflowParams(batch_size, pause_seconds)
+    params = WorkflowParams(batch_size, pause_seconds, step_seconds)
     options: Mapping[str, Any] = ctx.get_dependency(STEP_OPTIONS, None) or {}
     rows = 0
     batches = 0
     try:
         while True:
-            result = yield ctx.run(delete_batch, record_id, params.batch_size).options(**options)
-            batches += 1
+            result = yield ctx.run(
+                delete_batches, record_id, params.batch_size, params.step_budget
+            ).options(**options)
+            batches += int(result.get("batches", 1))  # 1: a result stored by a one-batch step
             rows += int(result["deleted"])
             if not result["more"]:
                 break

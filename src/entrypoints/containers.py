@@ -193,7 +193,10 @@ class Adapters(containers.DeclarativeContainer):
         auth=config.resonate.auth,
     )
     workflow_params = providers.Singleton(
-        WorkflowParams, batch_size=config.workflow.batch_size, pause_seconds=config.workflow.pause_seconds
+        WorkflowParams,
+        batch_size=config.workflow.batch_size,
+        pause_seconds=config.workflow.pause_seconds,
+        step_seconds=config.workflow.step_seconds,
     )
     step_retry = providers.Singleton(
         StepRetry,

@@ -43,6 +43,10 @@ def demo_overrides(db_path: Path) -> dict[str, dict[str, Any]]:
         "broker": {"kind": "memory", "partitions": 1},
         "database": {"url": f"sqlite:///{db_path}"},
         "resonate": {"mode": "local"},
+        # Throttled, as a deployment that protects its database would run: a durable 10 ms
+        # sleep between batches. Unthrottled, the 200,000-row record is gone in a quarter of a
+        # second and there is no head of line to show.
+        "workflow": {"pause_seconds": 0.01},
         "worker": {"log_level": "WARNING"},
     }
 

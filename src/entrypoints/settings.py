@@ -136,6 +136,7 @@ class WorkflowSettings(_Concern):
 
     batch_size: int = Field(default=1000, ge=1, le=1_000_000)
     pause_seconds: float = Field(default=0.0, ge=0, le=86_400)
+    step_seconds: float = Field(default=0.5, ge=0, le=3600, description="0 = a checkpoint per batch")
     step_max_attempts: int = Field(default=10, ge=0, le=1_000_000, description="0 = unbounded")
     step_retry_delay: float = Field(default=1.0, ge=0)
     step_retry_max_delay: float = Field(default=30.0, ge=0)
