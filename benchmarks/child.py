@@ -341,6 +341,8 @@ def _runtime(a: dict[str, Any], batch: int) -> Any:
         WORKFLOW_BATCH_SIZE=str(batch),
         WORKFLOW_PAUSE_SECONDS="0",
     )
+    if a.get("step_seconds") is not None:
+        os.environ["WORKFLOW_STEP_SECONDS"] = str(a["step_seconds"])
     settings = load_settings()
     logging.getLogger().setLevel(settings.worker.log_level)  # the worker logs its events at INFO
     logging.getLogger("resonate").setLevel(logging.WARNING)

@@ -55,6 +55,7 @@ class Mode:
     hol_dbs: tuple[str, ...]
     del_batches: tuple[int, ...]
     del_batches_per_run: int
+    del_rows: int  # at least this many rows per record, whatever the batch (fixed costs amortize)
     del_dbs: tuple[str, ...]
     rows_growth: tuple[int, ...]
     rows_growth_records: int
@@ -80,6 +81,7 @@ QUICK = Mode(
     hol_dbs=("postgres",),
     del_batches=(100, 1000, 10_000),
     del_batches_per_run=50,
+    del_rows=500_000,
     del_dbs=("sqlite", "postgres"),
     rows_growth=(10, 1000, 5000),
     rows_growth_records=100,
@@ -102,6 +104,7 @@ FULL = Mode(
     hol_dbs=("sqlite", "postgres"),
     del_batches=(100, 1000, 10_000),
     del_batches_per_run=200,
+    del_rows=2_000_000,
     del_dbs=("sqlite", "postgres"),
     rows_growth=(10, 1000, 5000, 20_000),
     rows_growth_records=200,
@@ -124,6 +127,7 @@ SMOKE = Mode(
     hol_dbs=("postgres",),
     del_batches=(100, 1000, 10_000),
     del_batches_per_run=10,
+    del_rows=20_000,
     del_dbs=("sqlite", "postgres"),
     rows_growth=(10, 2000),
     rows_growth_records=20,
@@ -386,8 +390,11 @@ class Suite:
                 try:
                     with self.resonate(f"del{r}{kind}"):
                         for batch in m.del_batches:
-                            rows = batch * m.del_batches_per_run
-                            for subject in self.rotate(["sql", "store", "workflow"], r):
+                            rows = max(batch * m.del_batches_per_run, m.del_rows)
+                            subjects = ["sql", "store", "workflow"]
+                            if batch == 1000:
+                                subjects.append("workflow_per_batch")  # a checkpoint per batch
+                            for subject in self.rotate(subjects, r):
                                 v = self.attempt(
                                     f"delete {rows:,} rows batch {batch} via {subject} ({kind})",
                                     partial(sc.deletion_run, self.ep, db, rows, batch, subject),

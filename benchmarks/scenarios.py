@@ -348,7 +348,7 @@ def deletion_run(ep: Endpoints, db: Database, rows: int, batch: int, subject: st
     t = time.monotonic()
     db.seed_one(rid, rows)
     seeded = time.monotonic() - t
-    if subject == "workflow":
+    if subject in ("workflow", "workflow_per_batch"):
         topics = Topics.fresh("del")
         create_topics(ep.kafka, topics, 1)
         try:
@@ -365,6 +365,8 @@ def deletion_run(ep: Endpoints, db: Database, rows: int, batch: int, subject: st
                     "db_url": db.url,
                     "record_id": rid,
                     "batch": batch,
+                    # the worker's default budget, or 0: a checkpoint after every batch
+                    "step_seconds": 0.0 if subject == "workflow_per_batch" else None,
                 },
             )
         finally:
@@ -375,6 +377,7 @@ def deletion_run(ep: Endpoints, db: Database, rows: int, batch: int, subject: st
     if res["rows"] < rows:
         raise RuntimeError(f"{subject}: deleted {res['rows']} of {rows} rows")
     res["rate"] = rows / res["seconds"]
+    res["record_rows"] = rows
     res["seed_seconds"] = seeded
     return dict(res)
 
