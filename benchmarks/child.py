@@ -29,8 +29,9 @@ def _emit(kind: str, payload: Any = None) -> None:
 
 # ---------------------------------------------------------------- baseline: raw promise creates
 def promise_create(a: dict[str, Any]) -> dict[str, Any]:
-    """The Resonate server's raw promise-create rate from a client loop (the SDK's RemoteStore,
-    which opens a new HTTP connection per request, exactly as begin_run does)."""
+    """The Resonate server's raw promise-create rate from a client loop: the SDK's RemoteStore
+    (a new HTTP connection per request), or with keepalive=True one keep-alive connection per
+    thread (what the worker's KeepAliveRemoteStore does)."""
     from resonate.retry_policies import Never
     from resonate.stores import RemoteStore
 

@@ -277,8 +277,10 @@ def _handoff(results: dict[str, Any]) -> str:
         f"{mode.get('rows_each')} rows (one batch). The 1-worker figure is the hand-off phase of the "
         "SQLite end-to-end run (section 2). Baselines, same repeat: a plain "
         "`confluent_kafka.Consumer` reading the same topic (broker limit); "
-        "`RemoteStore.promises.create` in a client loop, sequential and with "
-        f"{threads} threads (durable-side limit); the reference example's loop in one process.\n",
+        "`RemoteStore.promises.create` in a client loop over keep-alive connections (one per thread, "
+        "as the worker's store adapter does; the SDK's own store opens one per request), sequential "
+        f"and with {threads} threads (durable-side limit); the reference example's loop in one "
+        "process (the SDK as it ships).\n",
         header(
             "subject",
             "messages/s",

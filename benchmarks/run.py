@@ -265,7 +265,8 @@ class Suite:
 
     def _create(self, section: str, n: int, threads: int, suffix: str = "") -> None:
         v = self.attempt(
-            f"promise create x{threads} n={n:,}", lambda: sc.promise_create_run(self.ep, n, threads)
+            f"promise create x{threads} n={n:,}",
+            lambda: sc.promise_create_run(self.ep, n, threads, keepalive=True),
         )
         if v:
             self.record(section, f"promise_create_{'seq' if threads == 1 else 'threads'}{suffix}", v)

@@ -12,10 +12,13 @@ import inspect
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import requests
+from requests import PreparedRequest
 from resonate import Resonate
 from resonate.errors import ResonateStoreError
 from resonate.message_sources import Poller
@@ -82,6 +85,71 @@ class ThreadSafeLocalStore(LocalStore):
                 return result
 
         return wrapper
+
+
+class KeepAliveRemoteStore(RemoteStore):
+    """The SDK's RemoteStore, reusing one HTTP connection per thread instead of one per request.
+
+    resonate-sdk 0.6.x builds a new `requests.Session` for every call: a TCP handshake plus the
+    session's own setup on every checkpoint, from every thread. Same retry semantics as the SDK:
+    timeouts, connection errors and HTTP 500 are retried per the retry policy; other HTTP errors
+    raise at once. A pooled connection the server closed fails the attempt, which is retried.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def call(self, req: PreparedRequest) -> Any:
+        req.prepare_auth(self._auth)
+        attempt = 0
+        while True:
+            pooled = getattr(self._local, "session", None) is not None
+            delay = self._retry_policy.next(attempt)
+            attempt += 1
+            try:
+                return self._send(req, retry_500=delay is not None)
+            except (_Retry, requests.exceptions.RequestException, ValueError) as exc:
+                self._local.session = None  # start over on a fresh connection
+                if pooled and isinstance(exc, requests.exceptions.ConnectionError):
+                    attempt -= 1  # the server closed an idle pooled connection: retry now, for free
+                    continue
+                if delay is None:
+                    raise ResonateStoreError(mesg=f"request failed: {exc}", code=0) from exc
+                log.warning("resonate server %s: %s; retrying in %s s", self.url, exc, delay)
+            time.sleep(delay)
+
+    def _send(self, req: PreparedRequest, *, retry_500: bool) -> Any:
+        res = self._session().send(req, timeout=self._timeout)
+        if res.status_code == 204:
+            return None
+        if res.status_code == 500 and retry_500:
+            raise _Retry(f"HTTP 500: {res.text[:200]}")
+        if res.status_code >= 400:
+            raise _store_error(res)
+        return res.json()
+
+
+def _store_error(res: requests.Response) -> ResonateStoreError:
+    try:
+        error = res.json()["error"]
+    except Exception:
+        error = {"message": res.text, "code": 0}
+    return ResonateStoreError(
+        mesg=error.get("message", "Unknown exception"),
+        code=error.get("code", 0),
+        details=error.get("details"),
+    )
+
+
+class _Retry(Exception):
+    """An answer worth retrying (HTTP 500)."""
 
 
 def guard_callback_race(store: RemoteStore) -> RemoteStore:
@@ -180,7 +248,7 @@ def build_resonate(
     if mode == "remote":
         return Resonate(
             store=guard_callback_race(
-                RemoteStore(
+                KeepAliveRemoteStore(
                     host=host,
                     port=store_port,
                     auth=auth,

@@ -51,7 +51,9 @@ class DeletionAborted(Exception):
     """The workflow stopped before every row was deleted; the failure event was published."""
 
 
-def delete_batches(ctx: DurableContext, record_id: str, batch_size: int, budget_seconds: float) -> dict[str, Any]:
+def delete_batches(
+    ctx: DurableContext, record_id: str, batch_size: int, budget_seconds: float
+) -> dict[str, Any]:
     """Step: delete a batch, then more while rows remain and `budget_seconds` have not passed.
 
     Every batch is its own transaction, so a crash mid-step loses only the batch in flight;
@@ -123,9 +125,9 @@ def delete_record(
     batches = 0
     try:
         while True:
-            result = yield ctx.run(
-                delete_batches, record_id, params.batch_size, params.step_budget
-            ).options(**options)
+            result = yield ctx.run(delete_batches, record_id, params.batch_size, params.step_budget).options(
+                **options
+            )
             batches += int(result.get("batches", 1))  # 1: a result stored by a one-batch step
             rows += int(result["deleted"])
             if not result["more"]:

@@ -194,7 +194,7 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     upgrade(db)
     store = SqlRecordStore(make_engine(db))
     rid = RecordId(unique("busy"))
-    store.add_record(rid, 399)  # + its records row = 400 rows = 400 one-row batches, pause 0
+    store.add_record(rid, 2999)  # + its records row = 3,000 rows = 3,000 one-row batches, pause 0
     group = unique("grp")
     common = [rid.value, db, f"{host}:{port}", poll_port, group, "0", "30", "1"]
     module = "tests.integration.resonate_process"
@@ -204,7 +204,7 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
         a.send_signal(signal.SIGKILL)
         a.wait(10)
         done_by_a = store.batches_done(rid)
-        assert done_by_a < 400
+        assert done_by_a < 3000
         b = subprocess.run(
             [sys.executable, "-m", module, "resume", *common],
             check=False,
@@ -219,9 +219,10 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     assert b.returncode == 0, b.stderr[-2000:]
     result = json.loads(b.stdout.strip().splitlines()[-1])["result"]
     assert store.count_rows(rid) == 0
-    # A's checkpointed batches were not re-run. The batch in flight when A died may have
-    # committed without its checkpoint: B's re-run of that step then deletes the next row, so
-    # the workflow counts one step fewer than the audit table, and no more than one extra ran.
-    assert result["batches"] in (399, 400)
-    assert store.batches_done(rid) in (400, 401)
-    assert store.batches_done(rid) - result["batches"] <= 1
+    # No batch ran twice except, at most, the one in flight when A died (a committed batch whose
+    # step was not checkpointed yet is not re-run: B's re-run of that step deletes the next rows).
+    # The workflow's own count covers checkpointed steps: the batches of A's last step are in the
+    # audit table, not in the count.
+    assert store.batches_done(rid) in (3000, 3001)
+    assert result["batches"] <= store.batches_done(rid)
+    assert result["batches"] >= 3000 - done_by_a

@@ -80,7 +80,9 @@ def wait_all_completed(reader, records, timeout: float, message: str = "") -> fl
 @pytest.mark.parametrize(
     ("pause", "rows"),
     [
-        pytest.param("0", 400, id="no-pause"),  # the default: the kill lands inside a running step
+        # the default: the kill lands inside a running step, which deletes batch after batch for
+        # up to WORKFLOW_STEP_SECONDS (0.5 s) before it checkpoints
+        pytest.param("0", 4000, id="no-pause"),
         pytest.param("0.8", 60, id="durable-sleep"),  # the kill lands (mostly) in a durable sleep
     ],
 )
