@@ -73,12 +73,13 @@ def delete_batches(
             if batches == 0:
                 raise  # the step's retry policy takes over
             # keep what this step achieved: checkpoint it, and let the next step meet the error
-            events.emit("step_cut_short", record_id=record_id, batches=batches, error=repr(exc))
+            events.emit("step_cut_short", record_id=record_id, batches=batches, rows=deleted, error=repr(exc))
             return {"deleted": deleted, "batches": batches, "more": True}
         batches += 1
         deleted += result.deleted
         events.emit("batch_deleted", record_id=record_id, rows=result.deleted, more=result.more)
         if not result.more or time.monotonic() >= deadline:
+            events.emit("step_deleted", record_id=record_id, batches=batches, rows=deleted, more=result.more)
             return {"deleted": deleted, "batches": batches, "more": result.more}
 
 

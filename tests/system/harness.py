@@ -452,7 +452,7 @@ def first_handoffs(supervisor: Supervisor) -> dict[str, float]:
 
 
 def holders(supervisor: Supervisor, record_ids: Sequence[str]) -> dict[int, int]:
-    """slot -> how many of `record_ids` its current process logged a deleted batch for."""
+    """slot -> how many of `record_ids` its current process logged a delete step for."""
     out: dict[int, int] = {}
     for slot in supervisor.slots:
         if slot.log is None or not slot.log.exists():
@@ -460,7 +460,7 @@ def holders(supervisor: Supervisor, record_ids: Sequence[str]) -> dict[int, int]
         seen = {
             line.split("record_id=", 1)[1].split()[0]
             for line in slot.log.read_text(errors="replace").splitlines()
-            if "batch_deleted record_id=" in line
+            if "step_deleted record_id=" in line
         }
         out[slot.index] = len(seen & set(record_ids))
     return out
