@@ -477,6 +477,7 @@ resonate_launch() {
     --metrics-addr "127.0.0.1:$RESONATE_METRICS_PORT"
     --api-http-timeout 2s
     --aio-poll-timeout 1s
+    --aio-poll-ttc "${RESONATE_POLL_TTC:-10s}"
     --log-level "${RESONATE_LOG_LEVEL:-info}")
   if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
     cmd+=(--aio-store-sqlite-enable=false
