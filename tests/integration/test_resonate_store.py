@@ -3,10 +3,11 @@ error semantics, and recovery when the server restarts under its pooled connecti
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
-import urllib3.connection
+import urllib3.util.connection
 from resonate.errors import ResonateStoreError
 from resonate.retry_policies import Constant
 from resonate.stores import RemoteStore
@@ -30,14 +31,20 @@ def server_url() -> tuple[str, str]:
 
 
 def _connections_for(store_cls: type[RemoteStore], host: str, port: str, monkeypatch) -> int:
+    """TCP connections opened for 20 creates and a get (urllib3 for the SDK's store, http.client for ours)."""
     opened = []
-    real_connect = urllib3.connection.HTTPConnection.connect
 
-    def counting_connect(self) -> None:
-        opened.append(1)
-        real_connect(self)
+    def counting(real):
+        def connect(*args, **kwargs):
+            opened.append(1)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", counting_connect)
+        return connect
+
+    monkeypatch.setattr(
+        urllib3.util.connection, "create_connection", counting(urllib3.util.connection.create_connection)
+    )
+    monkeypatch.setattr(socket, "create_connection", counting(socket.create_connection))
     store = store_cls(host=host, port=port, retry_policy=Constant(delay=1, max_retries=3))
     prefix = unique("ka")
     for i in range(20):
