@@ -56,6 +56,9 @@ class PrometheusEvents(Events):
             "record_deleter_messages_handed_off", "Workflows durably created", registry=r
         )
         self.dead_lettered = Counter("record_deleter_messages_dead_lettered", "Poison messages", registry=r)
+        self.duplicates = Counter(
+            "record_deleter_messages_duplicate", "Requests whose workflow already existed", registry=r
+        )
         self.retries = Counter("record_deleter_handoff_retries", "Hand-off retries", ["what"], registry=r)
         self.batches = Counter("record_deleter_batches_deleted", "Delete batches executed", registry=r)
         self.rows = Counter("record_deleter_rows_deleted", "Rows deleted", registry=r)
@@ -85,6 +88,8 @@ class PrometheusEvents(Events):
                     self.latency.observe(seconds)
             case "dead_lettered":
                 self.dead_lettered.inc()
+            case "duplicate":
+                self.duplicates.inc()
             case "retrying":
                 self.retries.labels(str(fields.get("what", ""))).inc()
             case "batch_deleted":

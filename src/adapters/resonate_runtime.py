@@ -293,6 +293,27 @@ def _pid() -> str:
     return uuid.uuid4().hex
 
 
+def _observe_creation(resonate: Resonate) -> threading.local:
+    """Record, per thread, whether the last `create_with_task` made a new workflow.
+
+    `begin_run` calls it in the caller's thread; the SDK does not say whether the promise was
+    new. It was if the server handed this process its task and the promise is not completed; a
+    duplicate delivery gets the existing promise and no task.
+    """
+    seen = threading.local()
+    seen.fresh = True
+    promises = resonate.promises
+    create_with_task = promises.create_with_task
+
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        promise, task = create_with_task(*args, **kwargs)
+        seen.fresh = task is not None and not promise.completed
+        return promise, task
+
+    promises.create_with_task = observed  # type: ignore[method-assign]
+    return seen
+
+
 class ResonateRuntime(WorkflowStarter):
     """Starts, tracks and reports the deletion workflows of this process."""
 
@@ -308,13 +329,15 @@ class ResonateRuntime(WorkflowStarter):
         target: str | None = None,
     ) -> None:
         self._resonate = resonate
+        self._events = events or NoEvents()
         self._params = params or WorkflowParams()
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
         resonate.set_dependency(RECORD_STORE, store)
         resonate.set_dependency(COMPLETION_PUBLISHER, publisher)
         resonate.set_dependency(STEP_OPTIONS, (step_retry or StepRetry()).options())
-        resonate.set_dependency(EVENTS, events or NoEvents())
+        resonate.set_dependency(EVENTS, self._events)
+        self._created = _observe_creation(resonate)
         # The domain's DurableContext is a structural subset of resonate's Context.
         self._workflow = resonate.register(cast(Any, delete_record), name=WORKFLOW_NAME)
         if target:
@@ -363,6 +386,9 @@ class ResonateRuntime(WorkflowStarter):
             )
         except ResonateStoreError as exc:
             raise HandOffUnavailable(f"resonate: {exc}") from exc
+        if not self._created.fresh:
+            # The promise existed: a duplicate delivery (in flight here or elsewhere, or done).
+            self._events.emit("duplicate", record_id=record_id.value, offset=offset)
         with self._lock:
             self._handles[handle.id] = handle
         # Subscribing makes the future resolve even when another worker runs the workflow (a

@@ -553,6 +553,7 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
     rows = sum(r.rows + 1 for r in records)
     assert m["record_deleter_messages_consumed_total"] == 8
     assert m["record_deleter_messages_handed_off_total"] == 6  # 5 records + the duplicate (attached)
+    assert m["record_deleter_messages_duplicate_total"] == 1  # the duplicate found its workflow
     assert m["record_deleter_messages_dead_lettered_total"] == 2
     assert m["record_deleter_batches_deleted_total"] == sum(audit.values()) == sum(r.needed for r in records)
     assert m["record_deleter_rows_deleted_total"] == rows

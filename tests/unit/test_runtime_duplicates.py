@@ -1,0 +1,48 @@
+"""The runtime tells a duplicate delivery from a new workflow (the duplicates metric)."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from adapters.memory_store import InMemoryRecordStore
+from adapters.resonate_runtime import ResonateRuntime, build_resonate
+from domain.model import RecordId
+
+pytestmark = pytest.mark.unit
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def emit(self, event: str, **fields: object) -> None:
+        self.events.append((event, fields))
+
+    def duplicates(self) -> list[dict[str, object]]:
+        return [f for e, f in self.events if e == "duplicate"]
+
+
+def test_a_second_delivery_in_flight_and_one_after_completion_are_duplicates() -> None:
+    broker = InMemoryBroker()
+    broker.create_topic("done")
+    broker.create_topic("failed")
+    store = InMemoryRecordStore()
+    for rid in ("a", "b"):
+        store.add_record(RecordId(rid), 30)
+    events = Recorder()
+    runtime = ResonateRuntime(
+        build_resonate("local"), store, InMemoryCompletionPublisher(broker, "done", "failed"), events=events
+    )
+    try:
+        runtime.start(RecordId("a"), 1)
+        runtime.start(RecordId("b"), 2)
+        assert events.duplicates() == [], "new records are not duplicates"
+        runtime.start(RecordId("a"), 3)  # delivered again, maybe still in flight
+        runtime.wait(RecordId("a"), 10)
+        runtime.wait(RecordId("b"), 10)
+        runtime.start(RecordId("b"), 4)  # delivered again after completion
+        assert events.duplicates() == [{"record_id": "a", "offset": 3}, {"record_id": "b", "offset": 4}]
+        assert store.batches_done(RecordId("a")) == 1, "the duplicate attached to the one workflow"
+    finally:
+        runtime.stop()
