@@ -421,6 +421,32 @@ def profile_counts(a: dict[str, Any]) -> dict[str, Any]:
     Session.send = send  # type: ignore[method-assign]
     urllib3.connectionpool.HTTPConnectionPool._new_conn = new_conn  # type: ignore[method-assign]
 
+    # The worker's store adapter talks http.client directly (one keep-alive connection per thread)
+    from http import client as http_client
+
+    from adapters.resonate_runtime import KeepAliveRemoteStore
+
+    orig_store_send = KeepAliveRemoteStore._send
+    orig_connect = http_client.HTTPConnection.connect
+
+    def store_send(self: Any, request: Any, **kw: Any) -> Any:
+        kind = _request_kind(request.method, request.path_url)
+        t = time.perf_counter()
+        try:
+            return orig_store_send(self, request, **kw)
+        finally:
+            with lock:
+                http[kind] += 1
+                http_seconds[kind] += time.perf_counter() - t
+
+    def connect(self: Any) -> Any:
+        with lock:
+            conns[0] += 1
+        return orig_connect(self)
+
+    KeepAliveRemoteStore._send = store_send  # type: ignore[method-assign]
+    http_client.HTTPConnection.connect = connect  # type: ignore[method-assign]
+
     runtime, store = _runtime(a, a["batch"])
     sql: Counter[str] = Counter()
 

@@ -645,10 +645,12 @@ def _growth_text(results: dict[str, Any]) -> str:
         lines.append(
             "- **Rows per record**: "
             + ", ".join(f"{r:,} rows \u2192 {w:,.1f} records/s" for r, w in rows)
-            + ". Up to the batch size a record is one batch and the workflow's cost is flat: it is "
-            "the fixed set of durable round trips, not the rows. Past it every batch adds a step (a "
-            "step promise created and resolved: 2 round trips on the single bridge thread), so the "
-            "cost per record grows with rows \u00f7 batch size; the naive consumer pays only the SQL."
+            + ". A record's cost is mostly the fixed set of durable round trips, not its rows: with "
+            "pause 0 one delete step deletes batch after batch for up to `WORKFLOW_STEP_SECONDS` "
+            "before it checkpoints, so extra batches add SQL time and no round trips until a step "
+            "runs out of budget (with a checkpoint per batch, each batch would add a step promise "
+            "created and resolved: 2 round trips on the single bridge thread). The naive consumer "
+            "pays only the SQL."
         )
     return "\n".join(lines) + "\n"
 
@@ -743,7 +745,8 @@ def _profile(results: dict[str, Any]) -> str:
             "Counted in-process (`benchmarks/child.py:profile_counts`: the project's `ResonateRuntime`, "
             "`SqlRecordStore` and Kafka publisher against the real server; 100 one-batch workflows, "
             f"then one workflow of {pc.get('big_batches')} batches; HTTP requests counted at "
-            "`requests.Session.send`, TCP connections at urllib3's `_new_conn`, SQL statements at "
+            "the worker's `KeepAliveRemoteStore._send` and `requests.Session.send`, TCP connections at "
+            "`http.client.HTTPConnection.connect` and urllib3's `_new_conn`, SQL statements at "
             "SQLAlchemy's `before_cursor_execute`).\n"
         )
         lines.append(
@@ -880,9 +883,10 @@ def _findings(results: dict[str, Any]) -> str:
         f"another.** A one-batch workflow costs {_f(per_wf, 1)} requests to the Resonate server "
         "(create-with-task, two step promises created and resolved, the root resolved, the task "
         f"completed) and every extra batch {_f(per_b, 1)} (its step promise created and resolved). "
-        "The SDK sends all of them from its single `bridge` thread, one at a time, each on a **new "
-        f"TCP connection** ({_f(pc.get('per_workflow_connections'), 1)} per workflow: `RemoteStore.call` "
-        "opens a `requests.Session()` per request). At the uncontended "
+        "The SDK sends all of them from its single `bridge` thread, one at a time (over one "
+        f"keep-alive connection per thread since the worker's `KeepAliveRemoteStore`: "
+        f"{_f(pc.get('per_workflow_connections'), 2)} new connections per workflow; the SDK's own "
+        "store opens one per request). At the uncontended "
         f"{_f(create_p50, 1)} ms per request (raw create p50) that is ~{_f(bridge_ms, 0)} ms of "
         f"bridge time per record, ~{_f(1000 / bridge_ms if bridge_ms else None)} records/s per process; "
         f"measured {_f(e2e, 1)} records/s end to end (SQLite, 1 worker) against {_f(naive)} for the "
@@ -917,12 +921,13 @@ def _findings(results: dict[str, Any]) -> str:
         "worker processes"
         + (f" (2 workers: {_f(e2e2, 1)} records/s)" if e2e2 else "")
         + ", or several `Resonate` instances (each with its own bridge) per process with records "
-        "sharded across them by id; (b) **fewer round trips per record** \u2014 7 per one-batch record "
-        "is two steps plus the root's bookkeeping; the batch size is the lever for multi-batch "
-        "records (section 4: at batch 10,000 the workflow keeps most of the raw DELETE rate); "
+        "sharded across them by id (not done: the SDK's poller, heartbeats and recovery are per "
+        "instance); (b) **fewer round trips per record** \u2014 7 per one-batch record is two steps "
+        "plus the root's bookkeeping; for multi-batch records, done: without a pause a delete step "
+        "deletes batches for up to `WORKFLOW_STEP_SECONDS` before it checkpoints (section 4); "
         + _store_suggestion(results)
-        + "; (d) keep-alive connections in a `RemoteStore` "
-        f"subclass (`adapters/resonate_runtime.py`, retry loop kept): {keep}."
+        + "; (d) keep-alive connections, done in `adapters/resonate_runtime.py` over `http.client` "
+        f"(half the client CPU per request of `requests`): the keep-alive what-if above {keep}."
     )
     ratio_h = _ratio(h1, e2e)
     out.append(
@@ -939,7 +944,8 @@ def _findings(results: dict[str, Any]) -> str:
         "rate is its end-to-end rate: a faster hand-off only grows the in-flight backlog (and the "
         "worker's memory: section 5's peak RSS at 10\u00d7 the messages), until "
         "`WORKER_MAX_IN_FLIGHT` pauses polling. What keeps the hand-off itself below the threaded "
-        "raw-create rate: the server's latency and the logging lock (see Logging below)."
+        "raw-create rate: the server's latency, and the workflows running in the same process on "
+        "the same GIL."
     )
     sql_b = pc.get("per_batch_sql", {})
     if sql_b:
@@ -947,17 +953,17 @@ def _findings(results: dict[str, Any]) -> str:
         out.append(
             f"{_next(out)}. **SQL per batch**: "
             f"{', '.join(f'{_f(v, 2)} {k}' for k, v in sql_b.items())} \u2014 the "
-            "batched DELETE, a `rows left?` EXISTS probe and the audit INSERT in one transaction "
-            f"(plus, once per record, the parent `records` row and its probes). Against the bare loop "
-            f"that costs little at batch 10,000 but shows at small batches (PostgreSQL batch 100: store "
-            f"loop at {_pct(store_raw)} of the bare DELETE). When a DELETE removes fewer rows than "
-            "asked on the last table of the plan, nothing is left and the probe can be skipped."
+            "batched DELETE and the audit INSERT in one transaction; the `rows left?` probe runs only "
+            "when a batch comes up short (statements are built once). Against the bare loop that "
+            f"costs little at batch 10,000 but shows at small batches (PostgreSQL batch 100: store "
+            f"loop at {_pct(store_raw)} of the bare DELETE): the transaction per batch, with its "
+            "audit row, is the unit of crash safety."
         )
     pool_log = pool.get("on CPU: logging", 0)
     acquire = sum(v for k, v in hand.get("handoff", {}).get("top_cpu_frames", []) if "Handler.acquire" in k)
     out.append(
-        f"{_next(out)}. **Logging** is on every path: one INFO line per hand-off, per batch and per "
-        "completion, "
+        f"{_next(out)}. **Logging**: one INFO line per hand-off, per delete step and per "
+        "completion (polls and SQL batches only at DEBUG since this tree), "
         "all through one stream handler and its lock"
         + (
             f". In the hand-off phase the hand-off threads spent {pool_log * 100:.0f}% of their wall "
@@ -966,8 +972,8 @@ def _findings(results: dict[str, Any]) -> str:
             if pool
             else ""
         )
-        + ". Emitting the per-message events at DEBUG (keeping the counters), or a "
-        "`QueueHandler` so threads do not write under the lock, takes that off the hot path."
+        + ". A `QueueHandler`, so threads do not write under the lock, would take the rest off the "
+        "hot path (not done)."
     )
     target, group = pc.get("invoke_target"), pc.get("resonate_group")
     if target and not target.endswith(f"@{group}"):
