@@ -400,52 +400,38 @@ def profile_counts(a: dict[str, Any]) -> dict[str, Any]:
     http_seconds: Counter[str] = Counter()
     conns = [0]
     lock = threading.Lock()
-    orig_send = Session.send
-    orig_new_conn = urllib3.connectionpool.HTTPConnectionPool._new_conn
-
-    def send(self: Any, request: Any, **kw: Any) -> Any:
-        kind = _request_kind(request.method, request.path_url)
-        t = time.perf_counter()
-        try:
-            return orig_send(self, request, **kw)
-        finally:
-            with lock:
-                http[kind] += 1
-                http_seconds[kind] += time.perf_counter() - t
-
-    def new_conn(self: Any) -> Any:
-        with lock:
-            conns[0] += 1
-        return orig_new_conn(self)
-
-    Session.send = send  # type: ignore[method-assign]
-    urllib3.connectionpool.HTTPConnectionPool._new_conn = new_conn  # type: ignore[method-assign]
-
-    # The worker's store adapter talks http.client directly (one keep-alive connection per thread)
+    # The worker's store adapter talks http.client directly (one keep-alive connection per
+    # thread); the SDK's own pieces (its poller, the reference's store) go through requests.
     from http import client as http_client
 
     from adapters.resonate_runtime import KeepAliveRemoteStore
 
-    orig_store_send = KeepAliveRemoteStore._send
-    orig_connect = http_client.HTTPConnection.connect
+    def counted_request(orig: Any) -> Any:
+        def send(self: Any, request: Any, **kw: Any) -> Any:
+            kind = _request_kind(request.method, request.path_url)
+            t = time.perf_counter()
+            try:
+                return orig(self, request, **kw)
+            finally:
+                with lock:
+                    http[kind] += 1
+                    http_seconds[kind] += time.perf_counter() - t
 
-    def store_send(self: Any, request: Any, **kw: Any) -> Any:
-        kind = _request_kind(request.method, request.path_url)
-        t = time.perf_counter()
-        try:
-            return orig_store_send(self, request, **kw)
-        finally:
+        return send
+
+    def counted_connect(orig: Any) -> Any:
+        def connect(self: Any) -> Any:
             with lock:
-                http[kind] += 1
-                http_seconds[kind] += time.perf_counter() - t
+                conns[0] += 1
+            return orig(self)
 
-    def connect(self: Any) -> Any:
-        with lock:
-            conns[0] += 1
-        return orig_connect(self)
+        return connect
 
-    KeepAliveRemoteStore._send = store_send  # type: ignore[method-assign]
-    http_client.HTTPConnection.connect = connect  # type: ignore[method-assign]
+    Session.send = counted_request(Session.send)  # type: ignore[method-assign]
+    KeepAliveRemoteStore._send = counted_request(KeepAliveRemoteStore._send)  # type: ignore[method-assign]
+    pool = urllib3.connectionpool.HTTPConnectionPool
+    pool._new_conn = counted_connect(pool._new_conn)  # type: ignore[method-assign]
+    http_client.HTTPConnection.connect = counted_connect(http_client.HTTPConnection.connect)  # type: ignore[method-assign]
 
     runtime, store = _runtime(a, a["batch"])
     sql: Counter[str] = Counter()
