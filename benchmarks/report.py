@@ -523,6 +523,15 @@ def _growth(results: dict[str, Any]) -> str:
     n = mode.get("n", 0)
     lines = [
         "## 5. Growth\n",
+        *(
+            [
+                "Quick mode grows to 10,000 messages; `--full` goes to 100,000 (the last full growth "
+                "run, `scripts/bench.sh --full --only growth --report BENCHMARKS-growth.md --results "
+                "benchmarks/results-growth.json`, is in [BENCHMARKS-growth.md](BENCHMARKS-growth.md)).\n"
+            ]
+            if mode.get("name") != "full"
+            else []
+        ),
         "### Hand-off vs. number of messages (1 worker, hand-off only above section 1's size)\n",
         header(
             "messages",
