@@ -293,6 +293,24 @@ def _pid() -> str:
     return uuid.uuid4().hex
 
 
+def _forget_loggers(workflow: str) -> None:
+    """Drop the loggers resonate-sdk 0.6.x made for a finished workflow and its steps.
+
+    The SDK builds `logging.getLogger(f"resonate:{root}:{id}")` (with its own handler) for every
+    workflow and step context and never releases them; `setLevel` on each new one clears the
+    cache of every logger in the process. Left alone, memory grows with every record ever
+    processed and each new context costs time linear in that number (BENCHMARKS.md, profile).
+    Step ids are `<root>.1`, `<root>.2`, ... in order, so the names are enumerable.
+    """
+    manager = logging.Logger.manager
+    prefix = f"resonate:{workflow}:{workflow}"
+    with getattr(logging, "_lock"):  # noqa: B009 - the lock logging.getLogger takes
+        manager.loggerDict.pop(prefix, None)
+        n = 1
+        while manager.loggerDict.pop(f"{prefix}.{n}", None) is not None:
+            n += 1
+
+
 def _observe_creation(resonate: Resonate) -> threading.local:
     """Record, per thread, whether the last `create_with_task` made a new workflow.
 
@@ -399,6 +417,7 @@ class ResonateRuntime(WorkflowStarter):
     def _finished(self, key: str, _future: object = None) -> None:
         with self._lock:
             self._handles.pop(key, None)
+        _forget_loggers(key)
 
     def in_flight(self) -> int:
         with self._lock:
