@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -113,27 +114,12 @@ def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, 
     store.add_record(rid, 29)  # + its `records` row = 30 rows = 3 batches of 10
     group, pause = unique("grp"), "2"
     common = [rid.value, db, url, poll_port, group, pause]
-    module = "tests.integration.resonate_process"
 
-    a = subprocess.Popen([sys.executable, "-m", module, "start", *common], cwd=ROOT, stdout=subprocess.PIPE)
-    try:
-        wait_for(lambda: store.batches_done(rid) >= 1, timeout=30, message="worker A's first batch")
-        a.send_signal(signal.SIGKILL)
-        a.wait(10)
-        assert store.batches_done(rid) == 1, "A was killed during the 2 s durable sleep after batch 1"
-        killed_at = time.monotonic()
-        b = subprocess.run(
-            [sys.executable, "-m", module, "resume", *common],
-            check=False,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        if a.poll() is None:
-            a.kill()
-    assert b.returncode == 0, b.stderr[-2000:]
+    b, done_by_a = kill_worker_a_then_resume_with_b(
+        common, lambda: store.batches_done(rid) >= 1, "worker A's first batch", store, rid, timeout=120
+    )
+    killed_at = time.monotonic()
+    assert done_by_a == 1, "A was killed during the 2 s durable sleep after batch 1"
     out = json.loads(b.stdout.strip().splitlines()[-1])
     assert out["result"]["batches"] == 3
     assert out["result"]["rows_deleted"] == 30
@@ -197,26 +183,10 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     store.add_record(rid, 2999)  # + its records row = 3,000 rows = 3,000 one-row batches, pause 0
     group = unique("grp")
     common = [rid.value, db, f"{host}:{port}", poll_port, group, "0", "30", "1"]
-    module = "tests.integration.resonate_process"
-    a = subprocess.Popen([sys.executable, "-m", module, "start", *common], cwd=ROOT, stdout=subprocess.PIPE)
-    try:
-        wait_for(lambda: store.batches_done(rid) >= 20, timeout=60, message="worker A under way")
-        a.send_signal(signal.SIGKILL)
-        a.wait(10)
-        done_by_a = store.batches_done(rid)
-        assert done_by_a < 3000
-        b = subprocess.run(
-            [sys.executable, "-m", module, "resume", *common],
-            check=False,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-    finally:
-        if a.poll() is None:
-            a.kill()
-    assert b.returncode == 0, b.stderr[-2000:]
+    b, done_by_a = kill_worker_a_then_resume_with_b(
+        common, lambda: store.batches_done(rid) >= 20, "worker A under way", store, rid, timeout=180
+    )
+    assert done_by_a < 3000
     result = json.loads(b.stdout.strip().splitlines()[-1])["result"]
     assert store.count_rows(rid) == 0
     # No batch ran twice except, at most, the one in flight when A died (a committed batch whose
@@ -226,3 +196,36 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     assert store.batches_done(rid) in (3000, 3001)
     assert result["batches"] <= store.batches_done(rid)
     assert result["batches"] >= 3000 - done_by_a
+
+
+def kill_worker_a_then_resume_with_b(
+    common: list[str],
+    under_way: Callable[[], bool],
+    what: str,
+    store: SqlRecordStore,
+    rid: RecordId,
+    *,
+    timeout: float,
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Worker A starts the record's workflow and is SIGKILLed once `under_way()`; worker B, same
+    group, runs until the workflow completes. Returns B's run and the batches A had done."""
+    module = "tests.integration.resonate_process"
+    a = subprocess.Popen([sys.executable, "-m", module, "start", *common], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        wait_for(under_way, timeout=60, message=what)
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        done_by_a = store.batches_done(rid)
+        b = subprocess.run(
+            [sys.executable, "-m", module, "resume", *common],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert b.returncode == 0, b.stderr[-2000:]
+    return b, done_by_a
