@@ -153,9 +153,9 @@ def reference(a: dict[str, Any]) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
     from resonate import Resonate
 
-    from adapters.sql_engine import make_engine
-    from adapters.sql_store import SqlRecordStore
-    from domain.model import RecordId
+    from record_deleter.adapters.sql_engine import make_engine
+    from record_deleter.adapters.sql_store import SqlRecordStore
+    from record_deleter.domain.model import RecordId
 
     store = SqlRecordStore(make_engine(a["db_url"]))
     batch, pause, done_topic = a["batch"], a["pause"], a["done_topic"]
@@ -227,11 +227,11 @@ def naive(a: dict[str, Any]) -> dict[str, Any]:
     SqlRecordStore.delete_batch loop and the same confirmed completion publish, no workflow."""
     from confluent_kafka import Consumer
 
-    from adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
-    from adapters.sql_engine import make_engine
-    from adapters.sql_store import SqlRecordStore
-    from domain.messages import parse_request
-    from domain.model import Completion, workflow_id
+    from record_deleter.adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
+    from record_deleter.adapters.sql_engine import make_engine
+    from record_deleter.adapters.sql_store import SqlRecordStore
+    from record_deleter.domain.messages import parse_request
+    from record_deleter.domain.model import Completion, workflow_id
 
     store = SqlRecordStore(make_engine(a["db_url"]))
     publisher = KafkaCompletionPublisher(
@@ -281,9 +281,9 @@ def raw_delete(a: dict[str, Any]) -> dict[str, Any]:
     """
     from sqlalchemy import text
 
-    from adapters.sql_engine import make_engine
-    from adapters.sql_store import SqlRecordStore
-    from domain.model import RecordId
+    from record_deleter.adapters.sql_engine import make_engine
+    from record_deleter.adapters.sql_store import SqlRecordStore
+    from record_deleter.domain.model import RecordId
 
     engine = make_engine(a["db_url"])
     rid, batch = a["record_id"], a["batch"]
@@ -326,8 +326,8 @@ def _runtime(a: dict[str, Any], batch: int) -> Any:
     or the container do is measured too: recovery target, events, logging, pool sizes)."""
     import os
 
-    from entrypoints.containers import WorkerContainer
-    from entrypoints.settings import load_settings
+    from record_deleter.entrypoints.containers import WorkerContainer
+    from record_deleter.entrypoints.settings import load_settings
 
     os.environ.update(
         BROKER_KIND="kafka",
@@ -356,7 +356,7 @@ def _runtime(a: dict[str, Any], batch: int) -> Any:
 
 def workflow_delete(a: dict[str, Any]) -> dict[str, Any]:
     """One record's rows deleted through the durable workflow (real Resonate server), pause 0."""
-    from domain.model import RecordId
+    from record_deleter.domain.model import RecordId
 
     runtime, store = _runtime(a, a["batch"])
     store.delete_batch(RecordId("warm-up-no-such-record"), 1)
@@ -394,7 +394,7 @@ def profile_counts(a: dict[str, Any]) -> dict[str, Any]:
     from requests import Session
     from sqlalchemy import event
 
-    from domain.model import RecordId
+    from record_deleter.domain.model import RecordId
 
     http: Counter[str] = Counter()
     http_seconds: Counter[str] = Counter()
@@ -404,7 +404,7 @@ def profile_counts(a: dict[str, Any]) -> dict[str, Any]:
     # thread); the SDK's own pieces (its poller, the reference's store) go through requests.
     from http import client as http_client
 
-    from adapters.resonate_runtime import KeepAliveRemoteStore
+    from record_deleter.adapters.resonate_runtime import KeepAliveRemoteStore
 
     def counted_request(orig: Any) -> Any:
         def send(self: Any, request: Any, **kw: Any) -> Any:

@@ -280,7 +280,7 @@ class Database:
 
     @classmethod
     def create(cls, kind: str, endpoints: Endpoints) -> Database:
-        from adapters.sql_migrations import upgrade
+        from record_deleter.adapters.sql_migrations import prepare_demo_database
 
         if kind == "sqlite":
             tmp = tempfile.TemporaryDirectory(prefix="rd-bench-")
@@ -300,11 +300,11 @@ class Database:
             db = cls("postgres", url, _admin_url=endpoints.postgres, _name=name)
         else:
             raise ValueError(kind)
-        upgrade(db.url)
+        prepare_demo_database(db.url)
         return db
 
     def engine(self) -> Any:
-        from adapters.sql_engine import make_engine
+        from record_deleter.adapters.sql_engine import make_engine
 
         return make_engine(self.url)
 
@@ -535,7 +535,7 @@ def worker_env(
 def handoff_concurrency_support() -> tuple[bool, int | None]:
     """(does the tree have WORKER_HANDOFF_CONCURRENCY, its default) — measured as found."""
     try:
-        from entrypoints.settings import WorkerSettings
+        from record_deleter.entrypoints.settings import WorkerSettings
 
         fields = WorkerSettings.model_fields
         for name in ("handoff_concurrency", "concurrency"):
@@ -634,7 +634,7 @@ class WorkerProcess:
         env = dict(self.env, WORKER_METRICS_PORT=str(self.metrics_port))
         self._out = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [PY, "-m", "entrypoints.cli", "worker"],
+            [PY, "-m", "record_deleter.entrypoints.cli", "worker"],
             env=env,
             stdout=self._out,
             stderr=subprocess.STDOUT,

@@ -119,7 +119,7 @@ def cli_env(**settings: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "entrypoints.cli", *args],
+        [sys.executable, "-m", "record_deleter.entrypoints.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -139,7 +139,7 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
     """A `record-deleter worker` process; SIGTERM (then SIGKILL) when the block ends."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", "worker"],
+            [sys.executable, "-m", "record_deleter.entrypoints.cli", "worker"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

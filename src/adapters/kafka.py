@@ -15,10 +15,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from domain.errors import BrokerUnavailable, PublishFailed
-from domain.messages import OutboundMessage, encode_completion, encode_failure
-from domain.model import Completion, DeletionFailed, InboundMessage
-from domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
+from ..domain.errors import BrokerUnavailable, PublishFailed
+from ..domain.messages import OutboundMessage, encode_completion, encode_failure
+from ..domain.model import Completion, DeletionFailed, InboundMessage
+from ..domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-from domain.errors import BrokerUnavailable, PublishFailed
-from domain.messages import OutboundMessage, encode_completion, encode_failure
-from domain.model import Completion, DeletionFailed, InboundMessage
-from domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
+from ..domain.errors import BrokerUnavailable, PublishFailed
+from ..domain.messages import OutboundMessage, encode_completion, encode_failure
+from ..domain.model import Completion, DeletionFailed, InboundMessage
+from ..domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ import threading
 import time
 from collections import Counter
 
-from domain.model import BatchResult, RecordId
-from domain.ports import RecordInventory, RecordStore
+from ..domain.model import BatchResult, RecordId
+from ..domain.ports import RecordInventory, RecordStore
 
 
 class InMemoryRecordStore(RecordStore, RecordInventory):

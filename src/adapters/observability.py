@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from domain.events import Events
+from ..domain.events import Events
 
 log = logging.getLogger("record_deleter.events")
 

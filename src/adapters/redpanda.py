@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.kafka import KafkaClientConfig
+from .kafka import KafkaClientConfig
 
 REDPANDA_DEFAULT_MECHANISM = "SCRAM-SHA-256"
 

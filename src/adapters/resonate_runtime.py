@@ -27,11 +27,11 @@ from resonate.message_sources import Poller
 from resonate.retry_policies import Constant, Exponential
 from resonate.stores import LocalStore, RemoteStore
 
-from domain.errors import DeletionPlanInvalid, HandOffUnavailable, InvalidRecordId, RuntimeStopped
-from domain.events import Events, NoEvents
-from domain.model import RecordId, WorkflowParams, workflow_id
-from domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
-from domain.workflow import (
+from ..domain.errors import DeletionPlanInvalid, HandOffUnavailable, InvalidRecordId, RuntimeStopped
+from ..domain.events import Events, NoEvents
+from ..domain.model import RecordId, WorkflowParams, workflow_id
+from ..domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
+from ..domain.workflow import (
     COMPLETION_PUBLISHER,
     EVENTS,
     RECORD_STORE,

@@ -1,22 +1,26 @@
-"""Applies the Alembic migrations in `migrations/` programmatically (db upgrade, demo, tests)."""
+"""Applies the project's Alembic migrations programmatically (`db upgrade`, `demo`, tests).
+
+The migrations ship inside the package (`record_deleter.migrations`), so an installed wheel
+finds them without a checkout; `alembic.ini` at the top of the repository is only for running
+the `alembic` command by hand during development.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
-_ROOT = Path(__file__).resolve().parents[2]
+from .sql_engine import make_engine
+from .sql_schema import create_demo_tables
 
 
 def alembic_config(url: str) -> Config:
-    """Alembic config for `url`; the migrations tree ships in the repository next to `src/`."""
-    ini = _ROOT / "alembic.ini"
-    if not ini.exists():
-        raise FileNotFoundError(f"alembic.ini not found at {ini}; run from a checkout of record-deleter")
-    cfg = Config(str(ini))
-    cfg.set_main_option("script_location", str(_ROOT / "migrations"))
+    """Alembic config for `url`, pointing at the migrations inside the installed package."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("record_deleter.migrations")))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logging"] = False
     return cfg
@@ -31,7 +35,15 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current_head() -> str:
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     return head or ""
+
+
+def prepare_demo_database(url: str) -> None:
+    """The project's schema plus the sample application's tables (demo, seed, tests)."""
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        create_demo_tables(engine)
+    finally:
+        engine.dispose()

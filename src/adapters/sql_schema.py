@@ -1,8 +1,16 @@
-"""Table handles for the project's own schema. The schema itself is created only by Alembic."""
+"""Table handles. Two schemas, kept apart on purpose:
+
+* `metadata` — the project's own tables (`deletion_audit`). Created only by the Alembic
+  migrations (`record-deleter db upgrade`), which keep their own version table so they can live
+  in an application's database next to its own Alembic history.
+* `demo_metadata` — `records` and `record_rows`, a stand-in for *the application's* data that
+  the default deletion plan purges. Created only by the commands that need sample data (`demo`,
+  `seed`) and by tests, never by `db upgrade`: in production these are the user's tables.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, MetaData, String, Table, Text, func
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -12,22 +20,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The Alembic version table of this project's migrations (not Alembic's default
+# `alembic_version`, which the host application's own migrations use).
+VERSION_TABLE = "record_deleter_alembic_version"
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-records = Table(
-    "records",
-    metadata,
-    Column("id", String(128), primary_key=True),
-    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
-)
-
-record_rows = Table(
-    "record_rows",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("record_id", String(128), nullable=False, index=True),
-    Column("payload", Text, nullable=False),
-)
 
 deletion_audit = Table(
     "deletion_audit",
@@ -37,3 +34,26 @@ deletion_audit = Table(
     Column("rows_deleted", Integer, nullable=False),
     Column("deleted_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
 )
+
+demo_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+records = Table(
+    "records",
+    demo_metadata,
+    Column("id", String(128), primary_key=True),
+    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+
+record_rows = Table(
+    "record_rows",
+    demo_metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    # Without this index every batch is a full scan (tens of thousands of rows/s instead of ~1M).
+    Column("record_id", String(128), nullable=False, index=True),
+    Column("payload", Text, nullable=False),
+)
+
+
+def create_demo_tables(engine: Engine) -> None:
+    """Create the sample application's tables if missing (demo, seed, tests)."""
+    demo_metadata.create_all(engine, checkfirst=True)

@@ -22,10 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, SQLAlchemyError
 
-from adapters.sql_schema import deletion_audit, record_rows, records
-from domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from domain.model import BatchResult, RecordId
-from domain.ports import RecordInventory, RecordStore
+from ..domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
+from ..domain.model import BatchResult, RecordId
+from ..domain.ports import RecordInventory, RecordStore
+from .sql_schema import deletion_audit, record_rows, records
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from domain.errors import BrokerUnavailable, HandOffUnavailable, PoisonMessage
-from domain.events import Events, NoEvents
-from domain.messages import dead_letter, parse_request
-from domain.model import InboundMessage
-from domain.ports import DeadLetterSink, RequestSource, WorkflowStarter
+from .errors import BrokerUnavailable, HandOffUnavailable, PoisonMessage
+from .events import Events, NoEvents
+from .messages import dead_letter, parse_request
+from .model import InboundMessage
+from .ports import DeadLetterSink, RequestSource, WorkflowStarter
 
 
 class HandOffGaveUp(Exception):

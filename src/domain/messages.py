@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from domain.errors import InvalidRecordId, PoisonMessage
-from domain.model import Completion, DeletionFailed, InboundMessage, RecordId
+from .errors import InvalidRecordId, PoisonMessage
+from .model import Completion, DeletionFailed, InboundMessage, RecordId
 
 MAX_REQUEST_BYTES = 64 * 1024
 _ACCEPTED = 'a JSON string ("abc") or a JSON array whose first element is the id (["abc", ...])'

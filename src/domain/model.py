@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from domain.errors import InvalidRecordId
+from .errors import InvalidRecordId
 
 RECORD_ID_MAX_LENGTH = 128
 _RECORD_ID_PATTERN = re.compile(r"[A-Za-z0-9_:@-]+")

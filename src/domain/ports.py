@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from domain.messages import OutboundMessage
-from domain.model import BatchResult, Completion, DeletionFailed, InboundMessage, RecordId
+from .messages import OutboundMessage
+from .model import BatchResult, Completion, DeletionFailed, InboundMessage, RecordId
 
 
 class RecordStore(Protocol):

@@ -11,8 +11,8 @@ import time
 from collections.abc import Generator, Mapping
 from typing import Any, Protocol
 
-from domain.events import Events, NoEvents
-from domain.model import (
+from .events import Events, NoEvents
+from .model import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PAUSE_SECONDS,
     DEFAULT_STEP_SECONDS,
@@ -22,7 +22,7 @@ from domain.model import (
     WorkflowParams,
     workflow_id,
 )
-from domain.ports import CompletionPublisher, RecordStore
+from .ports import CompletionPublisher, RecordStore
 
 WORKFLOW_NAME = "delete_record"
 RECORD_STORE = "record_store"

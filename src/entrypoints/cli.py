@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from domain.errors import BrokerUnavailable, DomainError, HandOffUnavailable
-from domain.messages import encode_request
-from domain.model import RecordId
-from entrypoints.progress import Progress
-from entrypoints.settings import SettingsError, load_settings
+from ..domain.errors import BrokerUnavailable, DomainError, HandOffUnavailable
+from ..domain.messages import encode_request
+from ..domain.model import RecordId
+from .progress import Progress
+from .settings import SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides: dict[str, dict[str, Any]] = {}
     if args.command == "demo":
-        from entrypoints.demo import demo_overrides
+        from .demo import demo_overrides
 
         db_path = Path(args.db).resolve()
         db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +133,11 @@ def _logging(level: str, fmt: str) -> None:
 def _dispatch(args: argparse.Namespace, config: dict[str, Any]) -> int:
     match args.command:
         case "worker":
-            from entrypoints.worker import run_worker
+            from .worker import run_worker
 
             return run_worker(config)
         case "demo":
-            from entrypoints.demo import DEFAULT_ROWS, run_demo
+            from .demo import DEFAULT_ROWS, run_demo
 
             return run_demo(config, rows=(args.big, *DEFAULT_ROWS[1:]), timeout=args.timeout)
         case "produce":
@@ -149,7 +149,7 @@ def _dispatch(args: argparse.Namespace, config: dict[str, Any]) -> int:
         case "status":
             return _status(args, config)
         case "db":
-            from adapters.sql_migrations import upgrade
+            from ..adapters.sql_migrations import upgrade
 
             if config["database"]["kind"] != "sql":
                 print(
@@ -163,7 +163,7 @@ def _dispatch(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def _produce(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from entrypoints.containers import ProducerContainer
+    from .containers import ProducerContainer
 
     container = ProducerContainer()
     container.config.from_dict(config)
@@ -185,7 +185,7 @@ def _produce(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def _setup_topics(config: dict[str, Any]) -> int:
-    from entrypoints.containers import AdminContainer
+    from .containers import AdminContainer
 
     container = AdminContainer()
     container.config.from_dict(config)
@@ -205,11 +205,15 @@ def _setup_topics(config: dict[str, Any]) -> int:
 
 
 def _seed(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from entrypoints.containers import AdminContainer
+    from .containers import AdminContainer
 
     container = AdminContainer()
     container.config.from_dict(config)
     try:
+        if config["database"]["kind"] == "sql":
+            from ..adapters.sql_schema import create_demo_tables
+
+            create_demo_tables(container.adapters._sql_engine())
         store = container.record_store()
         rng = random.Random(args.seed)
         counts = [
@@ -239,7 +243,7 @@ def _log10(x: int) -> float:
 
 
 def _status(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from entrypoints.containers import AdminContainer
+    from .containers import AdminContainer
 
     record_id = RecordId(args.record_id)
     container = AdminContainer()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
-from adapters.kafka import (
+from ..adapters.kafka import (
     ConfirmedProducer,
     KafkaClientConfig,
     KafkaCompletionPublisher,
@@ -21,7 +21,7 @@ from adapters.kafka import (
     KafkaRequestSource,
     KafkaTopicAdmin,
 )
-from adapters.memory_broker import (
+from ..adapters.memory_broker import (
     InMemoryBroker,
     InMemoryCompletionPublisher,
     InMemoryDeadLetterSink,
@@ -29,14 +29,14 @@ from adapters.memory_broker import (
     InMemoryRequestSource,
     InMemoryTopicAdmin,
 )
-from adapters.memory_store import InMemoryRecordStore
-from adapters.observability import FanOutEvents, LoggingEvents, PrometheusEvents
-from adapters.redpanda import redpanda_client_config
-from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from adapters.sql_engine import make_engine
-from adapters.sql_store import DeletionPlan, SqlRecordStore
-from domain.handoff import HandOff, RetryBudget
-from domain.model import WorkflowParams
+from ..adapters.memory_store import InMemoryRecordStore
+from ..adapters.observability import FanOutEvents, LoggingEvents, PrometheusEvents
+from ..adapters.redpanda import redpanda_client_config
+from ..adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from ..adapters.sql_engine import make_engine
+from ..adapters.sql_store import DeletionPlan, SqlRecordStore
+from ..domain.handoff import HandOff, RetryBudget
+from ..domain.model import WorkflowParams
 
 
 def _engine(url: str, pool_size: int) -> Iterator[Engine]:

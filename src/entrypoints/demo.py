@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.sql_migrations import upgrade
-from domain.messages import decode_completion
-from domain.model import RecordId
-from entrypoints.containers import DemoContainer
-from entrypoints.progress import Progress
+from ..adapters.sql_migrations import prepare_demo_database
+from ..domain.messages import decode_completion
+from ..domain.model import RecordId
+from .containers import DemoContainer
+from .progress import Progress
 
 DEFAULT_ROWS = (200_000, 40, 2_500, 7, 900, 8_000, 3, 150, 12_000, 60)
 MALFORMED = b'{"record": oops'
@@ -54,7 +54,7 @@ def demo_overrides(db_path: Path) -> dict[str, dict[str, Any]]:
 def run_demo(config: dict[str, Any], *, rows: tuple[int, ...] = DEFAULT_ROWS, timeout: float = 120.0) -> int:
     out = sys.stdout
     db_url = config["database"]["url"]
-    upgrade(db_url)
+    prepare_demo_database(db_url)
     container = DemoContainer()
     container.config.from_dict(config)
     try:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from adapters.sql_store import DeletionPlan
+from ..adapters.sql_store import DeletionPlan
 
 
 class _Concern(BaseSettings):

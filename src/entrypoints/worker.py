@@ -8,9 +8,9 @@ import threading
 from types import FrameType
 from typing import Any
 
-from domain.errors import BrokerUnavailable, RuntimeStopped
-from domain.handoff import HandOffGaveUp
-from entrypoints.containers import WorkerContainer
+from ..domain.errors import BrokerUnavailable, RuntimeStopped
+from ..domain.handoff import HandOffGaveUp
+from .containers import WorkerContainer
 
 log = logging.getLogger("record_deleter.worker")
 

@@ -16,9 +16,9 @@ from typing import Protocol
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from domain.model import Completion, DeletionFailed, RecordId
-from domain.ports import CompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.domain.model import Completion, DeletionFailed, RecordId
+from record_deleter.domain.ports import CompletionPublisher
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class KafkaTopicReader:
 def kafka_publisher(
     completion_topic: str, failure_topic: str
 ) -> Iterator[tuple[CompletionPublisher, TopicReader]]:
-    from adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
+    from record_deleter.adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
     from tests.support import create_topics, kafka_bootstrap
 
     bootstrap = kafka_bootstrap()

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from adapters.memory_store import InMemoryRecordStore
-from adapters.sql_engine import make_engine
-from adapters.sql_migrations import upgrade
-from adapters.sql_store import DeletionPlan, PlanStep, SqlRecordStore
-from domain.errors import DeletionPlanInvalid
-from domain.model import BatchResult, RecordId
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.sql_engine import make_engine
+from record_deleter.adapters.sql_migrations import prepare_demo_database
+from record_deleter.adapters.sql_store import DeletionPlan, PlanStep, SqlRecordStore
+from record_deleter.domain.errors import DeletionPlanInvalid
+from record_deleter.domain.model import BatchResult, RecordId
 from tests.conftest import service_endpoint
 
 
@@ -33,7 +33,7 @@ class Subject:
 
 def _sqlite_engine(tmp_path: Path) -> Engine:
     url = f"sqlite:///{tmp_path / 'contract.db'}"
-    upgrade(url)
+    prepare_demo_database(url)
     return make_engine(url)
 
 
@@ -46,7 +46,7 @@ def _postgres_engine_once() -> Engine:
     url = service_endpoint("DATABASE_URL_POSTGRES", "PostgreSQL")
     with _postgres_lock:
         if url not in _postgres_engine:
-            upgrade(url)
+            prepare_demo_database(url)
             _postgres_engine[url] = make_engine(url)
         return _postgres_engine[url]
 

@@ -11,11 +11,11 @@ import json
 import sys
 import time
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from adapters.sql_engine import make_engine
-from adapters.sql_store import SqlRecordStore
-from domain.model import RecordId, WorkflowParams
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from record_deleter.adapters.sql_engine import make_engine
+from record_deleter.adapters.sql_store import SqlRecordStore
+from record_deleter.domain.model import RecordId, WorkflowParams
 
 
 def main() -> int:

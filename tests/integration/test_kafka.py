@@ -8,7 +8,7 @@ import threading
 import pytest
 from confluent_kafka import Producer
 
-from adapters.kafka import (
+from record_deleter.adapters.kafka import (
     ConfirmedProducer,
     KafkaClientConfig,
     KafkaCompletionPublisher,
@@ -16,11 +16,11 @@ from adapters.kafka import (
     KafkaRequestSource,
     KafkaTopicAdmin,
 )
-from adapters.redpanda import redpanda_client_config
-from domain.errors import HandOffUnavailable, PublishFailed
-from domain.handoff import HandOff, HandOffGaveUp, RetryBudget
-from domain.model import Completion, InboundMessage, RecordId
-from entrypoints.cli import main
+from record_deleter.adapters.redpanda import redpanda_client_config
+from record_deleter.domain.errors import HandOffUnavailable, PublishFailed
+from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
+from record_deleter.domain.model import Completion, InboundMessage, RecordId
+from record_deleter.entrypoints.cli import main
 from tests.conftest import wait_for
 from tests.support import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
 

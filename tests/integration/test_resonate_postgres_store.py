@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.memory_store import InMemoryRecordStore
-from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from domain.model import RecordId, WorkflowParams
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from record_deleter.domain.model import RecordId, WorkflowParams
 from tests.conftest import service_endpoint
 from tests.support import free_port, postgres_store_args, postgres_url, resonate_server, unique
 

@@ -11,15 +11,15 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.memory_store import InMemoryRecordStore
-from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from adapters.sql_engine import make_engine
-from adapters.sql_migrations import upgrade
-from adapters.sql_store import SqlRecordStore
-from domain.errors import HandOffUnavailable
-from domain.model import RecordId, WorkflowParams
-from entrypoints.cli import main
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from record_deleter.adapters.sql_engine import make_engine
+from record_deleter.adapters.sql_migrations import prepare_demo_database
+from record_deleter.adapters.sql_store import SqlRecordStore
+from record_deleter.domain.errors import HandOffUnavailable
+from record_deleter.domain.model import RecordId, WorkflowParams
+from record_deleter.entrypoints.cli import main
 from tests.conftest import service_endpoint, wait_for
 from tests.support import ROOT, free_port, resonate_endpoint, resonate_server, unique
 
@@ -108,7 +108,7 @@ def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, 
     host, port, poll_port = endpoint
     url = f"{host}:{port}"
     db = f"sqlite:///{tmp_path / 'resume.db'}"
-    upgrade(db)
+    prepare_demo_database(db)
     store = SqlRecordStore(make_engine(db))
     rid = RecordId(unique("sleepy"))
     store.add_record(rid, 29)  # + its `records` row = 30 rows = 3 batches of 10
@@ -147,7 +147,7 @@ def test_a_worker_whose_server_stays_away_exits_instead_of_lingering(tmp_path) -
     binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
     api, poll = free_port(), free_port()
     db = f"sqlite:///{tmp_path / 'rows.db'}"
-    upgrade(db)
+    prepare_demo_database(db)
     store = SqlRecordStore(make_engine(db))
     rid = RecordId(unique("orphan"))
     store.add_record(rid, 200)
@@ -177,7 +177,7 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     the group (the workflow's recovery target), where worker B picks it up."""
     host, port, poll_port = endpoint
     db = f"sqlite:///{tmp_path / 'failover.db'}"
-    upgrade(db)
+    prepare_demo_database(db)
     store = SqlRecordStore(make_engine(db))
     rid = RecordId(unique("busy"))
     store.add_record(rid, 2999)  # + its records row = 3,000 rows = 3,000 one-row batches, pause 0

@@ -14,11 +14,10 @@ import sys
 
 from dependency_injector import containers, providers
 
-import entrypoints.worker
-from domain.model import Completion, DeletionFailed
-from domain.ports import CompletionPublisher
-from entrypoints.cli import main
-from entrypoints.containers import WorkerContainer
+from record_deleter.domain.model import Completion, DeletionFailed
+from record_deleter.domain.ports import CompletionPublisher
+from record_deleter.entrypoints.cli import main
+from record_deleter.entrypoints.containers import WorkerContainer
 
 
 class DieAfterPublish(CompletionPublisher):

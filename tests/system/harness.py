@@ -28,11 +28,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from sqlalchemy import Engine, text
 
-from adapters.sql_engine import make_engine
-from adapters.sql_migrations import upgrade
-from adapters.sql_store import SqlRecordStore
-from domain.messages import encode_request
-from domain.model import RecordId
+from record_deleter.adapters.sql_engine import make_engine
+from record_deleter.adapters.sql_migrations import prepare_demo_database
+from record_deleter.adapters.sql_store import SqlRecordStore
+from record_deleter.domain.messages import encode_request
+from record_deleter.domain.model import RecordId
 from tests.support import (
     ROOT,
     Read,
@@ -45,7 +45,7 @@ from tests.support import (
     unique,
 )
 
-WORKER_COMMAND = ("-m", "entrypoints.cli", "worker")
+WORKER_COMMAND = ("-m", "record_deleter.entrypoints.cli", "worker")
 FAULT_WORKER_COMMAND = ("-m", "tests.system.fault_worker")
 
 
@@ -113,7 +113,7 @@ class Deployment:
         # RD_EXTRA_WORKER_ENV="KEY=VALUE ..." adds settings to every worker (to measure a tuning)
         extra = dict(kv.split("=", 1) for kv in os.environ.get("RD_EXTRA_WORKER_ENV", "").split())
         env = cli_env(**{**base, **settings, **extra})
-        upgrade(db_url)
+        prepare_demo_database(db_url)
         create_topics(
             bootstrap,
             {

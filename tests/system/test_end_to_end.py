@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from adapters.sql_engine import make_engine
+from record_deleter.adapters.sql_engine import make_engine
 from tests.conftest import wait_for
 from tests.support import (
     cli_env,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.messages import MAX_REQUEST_BYTES, encode_request
-from domain.model import RecordId
+from record_deleter.domain.messages import MAX_REQUEST_BYTES, encode_request
+from record_deleter.domain.model import RecordId
 from tests.conftest import wait_for
 from tests.system.harness import (
     FAULT_WORKER_COMMAND,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from entrypoints.cli import main
+from record_deleter.entrypoints.cli import main
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +25,10 @@ def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[s
 
 def test_console_script_is_installed() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "entrypoints.cli", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "record_deleter.entrypoints.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0
     for command in ("worker", "produce", "setup-topics", "seed", "demo", "status", "db"):
@@ -66,9 +69,9 @@ def test_seed_and_db_upgrade_on_sqlite(tmp_path, capsys: pytest.CaptureFixture[s
     assert main(["db", "upgrade"]) == 0
     assert main(["seed", "--records", "5", "--max-rows", "100", "--seed", "7"]) == 0
     assert "seeded 5 records" in capsys.readouterr().out
-    from adapters.sql_engine import make_engine
-    from adapters.sql_store import SqlRecordStore
-    from domain.model import RecordId
+    from record_deleter.adapters.sql_engine import make_engine
+    from record_deleter.adapters.sql_store import SqlRecordStore
+    from record_deleter.domain.model import RecordId
 
     engine = make_engine(url)
     store = SqlRecordStore(engine)

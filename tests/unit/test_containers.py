@@ -7,8 +7,13 @@ import itertools
 import pytest
 from dependency_injector import providers
 
-from entrypoints.containers import AdminContainer, DemoContainer, ProducerContainer, WorkerContainer
-from entrypoints.settings import load_settings
+from record_deleter.entrypoints.containers import (
+    AdminContainer,
+    DemoContainer,
+    ProducerContainer,
+    WorkerContainer,
+)
+from record_deleter.entrypoints.settings import load_settings
 
 pytestmark = pytest.mark.unit
 

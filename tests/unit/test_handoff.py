@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryDeadLetterSink, InMemoryRequestSource
-from domain.errors import BrokerUnavailable, HandOffUnavailable
-from domain.handoff import HandOff, HandOffGaveUp, RetryBudget
-from domain.messages import OutboundMessage, encode_request
-from domain.model import InboundMessage, RecordId
+from record_deleter.adapters.memory_broker import (
+    InMemoryBroker,
+    InMemoryDeadLetterSink,
+    InMemoryRequestSource,
+)
+from record_deleter.domain.errors import BrokerUnavailable, HandOffUnavailable
+from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
+from record_deleter.domain.messages import OutboundMessage, encode_request
+from record_deleter.domain.model import InboundMessage, RecordId
 
 pytestmark = pytest.mark.unit
 

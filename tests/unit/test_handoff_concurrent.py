@@ -8,11 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryDeadLetterSink, InMemoryRequestSource
-from domain.errors import HandOffUnavailable
-from domain.handoff import HandOff, HandOffGaveUp, OffsetTracker, RetryBudget
-from domain.messages import encode_request
-from domain.model import InboundMessage, RecordId
+from record_deleter.adapters.memory_broker import (
+    InMemoryBroker,
+    InMemoryDeadLetterSink,
+    InMemoryRequestSource,
+)
+from record_deleter.domain.errors import HandOffUnavailable
+from record_deleter.domain.handoff import HandOff, HandOffGaveUp, OffsetTracker, RetryBudget
+from record_deleter.domain.messages import encode_request
+from record_deleter.domain.model import InboundMessage, RecordId
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.unit

@@ -16,11 +16,19 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from adapters.sql_migrations import alembic_config, current_head, downgrade, upgrade
+from record_deleter.adapters.sql_migrations import (
+    alembic_config,
+    current_head,
+    downgrade,
+    prepare_demo_database,
+    upgrade,
+)
+from record_deleter.adapters.sql_schema import VERSION_TABLE
 from tests.conftest import service_endpoint
 
 # No module-level `unit` mark: the PostgreSQL params are `integration` and must not be selected by `-m unit`.
-PROJECT_TABLES = {"records", "record_rows", "deletion_audit"}
+PROJECT_TABLES = {"deletion_audit"}
+DEMO_TABLES = {"records", "record_rows"}
 
 
 def revisions() -> list[Script]:
@@ -91,8 +99,53 @@ def test_stairway(database_url: str) -> None:
 
     tables, indexes = tables_and_indexes(database_url)
     assert tables >= PROJECT_TABLES
-    assert "ix_record_rows_record_id" in indexes, "without it every batch is a full scan"
+    assert not tables & DEMO_TABLES, "db upgrade must not create the demo schema in a user's database"
     assert "ix_deletion_audit_record_id" in indexes
+    assert VERSION_TABLE in tables
+    assert "alembic_version" not in tables, "Alembic's default version table belongs to the application"
+
+
+def test_the_demo_schema_has_the_index_every_batch_needs(database_url: str) -> None:
+    prepare_demo_database(database_url)
+    engine = create_engine(database_url)
+    try:
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("record_rows")}
+    finally:
+        engine.dispose()
+    assert "ix_record_rows_record_id" in indexes, "without it every batch is a full scan"
+
+
+def test_db_upgrade_leaves_an_applications_own_alembic_history_and_tables_intact(database_url: str) -> None:
+    """The worker's migrations run in the application's database, beside its own Alembic tree."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('app_0042')"))
+            conn.execute(text("CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(100))"))
+            conn.execute(text("INSERT INTO customers VALUES (1, 'ada@example.com')"))
+
+        upgrade(database_url)
+        upgrade(database_url)  # idempotent
+
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+                "app_0042"
+            ]
+            assert conn.execute(text("SELECT email FROM customers")).scalars().all() == ["ada@example.com"]
+            ours = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+        assert ours == [current_head()]
+        tables = set(inspect(engine).get_table_names())
+        assert tables == {"alembic_version", "customers", VERSION_TABLE, *PROJECT_TABLES}
+
+        downgrade(database_url, "base")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+                "app_0042"
+            ]
+        assert "customers" in set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 def test_downgrade_to_base_removes_every_project_table(database_url: str) -> None:
@@ -109,7 +162,7 @@ def test_downgrade_to_base_removes_every_project_table(database_url: str) -> Non
 
 def test_the_schema_at_head_matches_the_table_handles(database_url: str) -> None:
     """One source of truth: what Alembic creates is what the adapters' table handles describe."""
-    from adapters.sql_schema import metadata
+    from record_deleter.adapters.sql_schema import metadata
 
     upgrade(database_url)
     engine = create_engine(database_url)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from domain.errors import InvalidRecordId, PoisonMessage
-from domain.messages import (
+from record_deleter.domain.errors import InvalidRecordId, PoisonMessage
+from record_deleter.domain.messages import (
     MAX_REQUEST_BYTES,
     dead_letter,
     decode_completion,
@@ -15,7 +15,7 @@ from domain.messages import (
     encode_request,
     parse_request,
 )
-from domain.model import RECORD_ID_MAX_LENGTH, Completion, InboundMessage, RecordId
+from record_deleter.domain.model import RECORD_ID_MAX_LENGTH, Completion, InboundMessage, RecordId
 
 pytestmark = pytest.mark.unit
 

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.unit
 SCRIPT = textwrap.dedent(
     """
     import threading
-    from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-    from adapters.memory_store import InMemoryRecordStore
-    from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-    from domain.model import RecordId
+    from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+    from record_deleter.adapters.memory_store import InMemoryRecordStore
+    from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+    from record_deleter.domain.model import RecordId
 
     broker = InMemoryBroker()
     broker.create_topic("done"); broker.create_topic("failed")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.memory_store import InMemoryRecordStore
-from adapters.resonate_runtime import ResonateRuntime, build_resonate
-from domain.model import RecordId
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, build_resonate
+from record_deleter.domain.model import RecordId
 
 pytestmark = pytest.mark.unit
 

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.memory_store import InMemoryRecordStore
-from adapters.resonate_runtime import ResonateRuntime, build_resonate
-from domain.model import RecordId, WorkflowParams
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, build_resonate
+from record_deleter.domain.model import RecordId, WorkflowParams
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.unit

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from entrypoints.cli import main
-from entrypoints.settings import SettingsError, load_settings
+from record_deleter.entrypoints.cli import main
+from record_deleter.entrypoints.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
 

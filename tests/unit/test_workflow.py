@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.memory_store import InMemoryRecordStore
-from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from domain.model import BatchResult, RecordId, WorkflowParams
-from domain.workflow import DeletionAborted
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from record_deleter.domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
+from record_deleter.domain.model import BatchResult, RecordId, WorkflowParams
+from record_deleter.domain.workflow import DeletionAborted
 from tests.conftest import wait_for
 
 pytestmark = [
@@ -350,10 +350,10 @@ def test_many_workflows_started_at_once_all_complete(harness: Harness) -> None:
 _STRESS_SCRIPT = textwrap.dedent(
     """
     import sys
-    from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-    from adapters.memory_store import InMemoryRecordStore
-    from adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-    from domain.model import RecordId, WorkflowParams
+    from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+    from record_deleter.adapters.memory_store import InMemoryRecordStore
+    from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+    from record_deleter.domain.model import RecordId, WorkflowParams
 
     n = int(sys.argv[1])
     broker = InMemoryBroker()

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from adapters.memory_store import InMemoryRecordStore
-from domain.errors import RecordStoreUnavailable
-from domain.model import BatchResult, RecordId
-from domain.workflow import (
+from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.domain.errors import RecordStoreUnavailable
+from record_deleter.domain.model import BatchResult, RecordId
+from record_deleter.domain.workflow import (
     COMPLETION_PUBLISHER,
     RECORD_STORE,
     DeletionAborted,

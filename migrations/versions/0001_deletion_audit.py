@@ -1,8 +1,11 @@
 """deletion_audit: one row per executed delete batch (compliance trail; counts re-executions).
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-26
+The project's migrations create only the project's own tables; the sample application's
+`records` / `record_rows` are not part of them (see `record_deleter.adapters.sql_schema`).
+
+Revision ID: rd0001
+Revises:
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
+revision = "rd0001"
+down_revision = None
+branch_labels = ("record_deleter",)
 depends_on = None
 
 
 def upgrade() -> None:
+    # A database migrated by record-deleter 0.1.0 (which kept its version in Alembic's default
+    # `alembic_version` table) already has this table: adopt it instead of failing.
+    if sa.inspect(op.get_bind()).has_table("deletion_audit"):
+        return
     op.create_table(
         "deletion_audit",
         sa.Column(

@@ -1,0 +1,1 @@
+"""The project's Alembic migrations, shipped inside the package as `record_deleter.migrations`."""
