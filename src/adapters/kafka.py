@@ -1,4 +1,4 @@
-"""Kafka adapters (confluent-kafka): request source, completion publisher, dead letters, admin.
+"""Kafka adapters (confluent-kafka): request source, topic writer, request producer, admin.
 
 Redpanda speaks the same protocol; `adapters.redpanda` only supplies its configuration profile.
 """
@@ -15,10 +15,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from ..domain.errors import BrokerUnavailable, PublishFailed
-from ..domain.messages import OutboundMessage, encode_completion, encode_failure
-from ..domain.model import Completion, DeletionFailed, InboundMessage
-from ..domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
+from ..domain.errors import BrokerUnavailable, MessageTooLarge
+from ..domain.messages import OutboundMessage
+from ..domain.model import InboundMessage
+from ..domain.ports import RequestSource, TopicWriter
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class KafkaRequestSource(RequestSource):
         topic: str,
         group: str,
         *,
-        unavailable_after: float = 60.0,
-        session_timeout: float = 10.0,
+        unavailable_after: float,
+        session_timeout: float,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         self._topic = topic
@@ -182,14 +182,10 @@ class KafkaRequestSource(RequestSource):
         self._consumer.close()
 
 
-class MessageTooLarge(BrokerUnavailable):
-    """The broker (or the producer's message.max.bytes) refuses a message this big."""
+class KafkaTopicWriter(TopicWriter):
+    """A thread-safe idempotent producer whose `write` returns only after the delivery report."""
 
-
-class ConfirmedProducer:
-    """A thread-safe idempotent producer whose `send` returns only after the delivery report."""
-
-    def __init__(self, client: KafkaClientConfig, *, delivery_timeout: float = 30.0) -> None:
+    def __init__(self, client: KafkaClientConfig, *, delivery_timeout: float) -> None:
         self._timeout = delivery_timeout
         self._producer = Producer(
             {
@@ -201,7 +197,7 @@ class ConfirmedProducer:
             }
         )
 
-    def send(self, topic: str, message: OutboundMessage) -> None:
+    def write(self, topic: str, message: OutboundMessage) -> None:
         done = threading.Event()
         outcome: list[KafkaError | None] = []
 
@@ -238,46 +234,6 @@ class ConfirmedProducer:
         remaining = self._producer.flush(self._timeout)
         if remaining:
             log.warning("%d messages were not delivered before shutdown", remaining)
-
-
-class KafkaCompletionPublisher(CompletionPublisher):
-    def __init__(self, producer: ConfirmedProducer, completion_topic: str, failure_topic: str) -> None:
-        self._producer = producer
-        self._completion_topic = completion_topic
-        self._failure_topic = failure_topic
-
-    def publish(self, completion: Completion) -> None:
-        self._send(self._completion_topic, encode_completion(completion))
-
-    def publish_failure(self, failure: DeletionFailed) -> None:
-        self._send(self._failure_topic, encode_failure(failure))
-
-    def _send(self, topic: str, message: OutboundMessage) -> None:
-        try:
-            self._producer.send(topic, message)
-        except BrokerUnavailable as exc:
-            raise PublishFailed(str(exc)) from exc
-
-
-class KafkaDeadLetterSink(DeadLetterSink):
-    def __init__(self, producer: ConfirmedProducer, topic: str) -> None:
-        self._producer = producer
-        self._topic = topic
-
-    TRUNCATED_BYTES = 64 * 1024
-
-    def send(self, message: OutboundMessage) -> None:
-        try:
-            self._producer.send(self._topic, message)
-        except MessageTooLarge:
-            # Never let a message too big for the dead-letter topic stop the worker: keep its
-            # first 64 KiB and say so; the headers still name its topic/partition/offset.
-            truncated = OutboundMessage(
-                key=message.key,
-                value=message.value[: self.TRUNCATED_BYTES],
-                headers=(*message.headers, ("dlq-truncated-from", str(len(message.value)).encode())),
-            )
-            self._producer.send(self._topic, truncated)
 
 
 class KafkaRequestProducer:

@@ -12,10 +12,10 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..domain.errors import BrokerUnavailable, PublishFailed
-from ..domain.messages import OutboundMessage, encode_completion, encode_failure
-from ..domain.model import Completion, DeletionFailed, InboundMessage
-from ..domain.ports import CompletionPublisher, DeadLetterSink, RequestSource
+from ..domain.errors import BrokerUnavailable, MessageTooLarge
+from ..domain.messages import OutboundMessage
+from ..domain.model import InboundMessage
+from ..domain.ports import RequestSource, TopicWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,32 +151,23 @@ class InMemoryRequestSource(RequestSource):
         self.commit()
 
 
-class InMemoryCompletionPublisher(CompletionPublisher):
-    def __init__(self, broker: InMemoryBroker, completion_topic: str, failure_topic: str) -> None:
+# Kafka's default message.max.bytes: a bigger message is refused, as a real broker would.
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
+
+class InMemoryTopicWriter(TopicWriter):
+    """Same contract as KafkaTopicWriter: confirmed at once, refused when too big or unavailable."""
+
+    def __init__(
+        self, broker: InMemoryBroker, *, max_message_bytes: int = KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+    ) -> None:
         self._broker = broker
-        self._completion_topic = completion_topic
-        self._failure_topic = failure_topic
+        self._max = max_message_bytes
 
-    def publish(self, completion: Completion) -> None:
-        self._send(self._completion_topic, encode_completion(completion))
-
-    def publish_failure(self, failure: DeletionFailed) -> None:
-        self._send(self._failure_topic, encode_failure(failure))
-
-    def _send(self, topic: str, message: OutboundMessage) -> None:
-        try:
-            self._broker.produce(topic, message.value, message.key, message.headers)
-        except BrokerUnavailable as exc:
-            raise PublishFailed(str(exc)) from exc
-
-
-class InMemoryDeadLetterSink(DeadLetterSink):
-    def __init__(self, broker: InMemoryBroker, topic: str) -> None:
-        self._broker = broker
-        self._topic = topic
-
-    def send(self, message: OutboundMessage) -> None:
-        self._broker.produce(self._topic, message.value, message.key, message.headers)
+    def write(self, topic: str, message: OutboundMessage) -> None:
+        if len(message.value) > self._max:
+            raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large")
+        self._broker.produce(topic, message.value, message.key, message.headers)
 
 
 class InMemoryTopicAdmin:

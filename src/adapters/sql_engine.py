@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
-def make_engine(url: str, *, pool_size: int = 8) -> Engine:
+def make_engine(url: str, *, pool_size: int) -> Engine:
     """An engine tuned for many short transactions from workflow threads."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

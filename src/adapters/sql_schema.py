@@ -54,6 +54,10 @@ record_rows = Table(
 )
 
 
+# The deletion plan that purges the demo tables, children first (DATABASE_DELETION_PLAN's default).
+DEMO_DELETION_PLAN = "record_rows:record_id,records:id"
+
+
 def create_demo_tables(engine: Engine) -> None:
     """Create the sample application's tables if missing (demo, seed, tests)."""
     demo_metadata.create_all(engine, checkfirst=True)

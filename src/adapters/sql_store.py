@@ -44,10 +44,6 @@ class DeletionPlan:
     steps: tuple[PlanStep, ...]
 
     @classmethod
-    def default(cls) -> DeletionPlan:
-        return cls((PlanStep("record_rows", "record_id"), PlanStep("records", "id")))
-
-    @classmethod
     def parse(cls, text: str) -> DeletionPlan:
         """Parse 'table:key_column[:pk_column],...' (children first)."""
         steps = []
@@ -74,9 +70,9 @@ class SqlRecordStore(RecordStore, RecordInventory):
     audit table counts executed batches exactly (a rolled-back batch leaves no audit row).
     """
 
-    def __init__(self, engine: Engine, plan: DeletionPlan | None = None, *, audit: bool = True) -> None:
+    def __init__(self, engine: Engine, plan: DeletionPlan, *, audit: bool = True) -> None:
         self._engine = engine
-        self._plan = plan or DeletionPlan.default()
+        self._plan = plan
         self._audit = audit
         self._validated = False
         self._lock = threading.Lock()

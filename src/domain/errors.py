@@ -37,5 +37,9 @@ class BrokerUnavailable(DomainError):
     """The message broker cannot be reached (or a dead-letter write was not confirmed)."""
 
 
+class MessageTooLarge(BrokerUnavailable):
+    """The broker refuses a message this big (Kafka: message.max.bytes); retrying cannot help."""
+
+
 class RuntimeStopped(DomainError):
     """The durable runtime stopped itself (e.g. after a store error); this process must exit."""

@@ -29,7 +29,7 @@ class HandOffGaveUp(Exception):
 class RetryBudget:
     """Bounded exponential backoff for hand-off and dead-letter writes."""
 
-    deadline_seconds: float = 60.0
+    deadline_seconds: float
     first_delay: float = 0.2
     max_delay: float = 5.0
 
@@ -92,7 +92,7 @@ class HandOff:
         *,
         max_in_flight: int = 0,
         concurrency: int = 1,
-        budget: RetryBudget | None = None,
+        budget: RetryBudget,
         events: Events | None = None,
         sleep: Callable[[float], None] = time.sleep,
         poll_timeout: float = 0.2,
@@ -103,7 +103,7 @@ class HandOff:
         self._starter = starter
         self._dead_letters = dead_letters
         self._max_in_flight = max_in_flight
-        self._budget = budget or RetryBudget()
+        self._budget = budget
         self._events = events or NoEvents()
         self._sleep = sleep
         self._poll_timeout = poll_timeout

@@ -79,14 +79,6 @@ class DeletionFailed:
     idempotency_key: str
 
 
-DEFAULT_BATCH_SIZE = 1000
-DEFAULT_PAUSE_SECONDS = 0.0
-# With no pause, one delete step keeps deleting batches (each its own transaction) for up to this
-# long before it checkpoints: a checkpoint costs two server round trips (~5-15 ms), a 1,000-row
-# batch about 1-4 ms, so a checkpoint per batch would spend most of the time on checkpoints.
-DEFAULT_STEP_SECONDS = 0.5
-
-
 @dataclass(frozen=True, slots=True)
 class WorkflowParams:
     """Behaviour of one workflow, fixed when it starts and stored with its durable promise.
@@ -95,9 +87,9 @@ class WorkflowParams:
     settings follows the same path as the original run.
     """
 
-    batch_size: int = DEFAULT_BATCH_SIZE
-    pause_seconds: float = DEFAULT_PAUSE_SECONDS
-    step_seconds: float = DEFAULT_STEP_SECONDS
+    batch_size: int
+    pause_seconds: float
+    step_seconds: float
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -48,6 +48,13 @@ class RequestSource(Protocol):
     def close(self) -> None: ...
 
 
+class TopicWriter(Protocol):
+    """Writes one message to a topic; returns once the broker confirmed it, raises BrokerUnavailable
+    (MessageTooLarge for a message the broker refuses by size) otherwise."""
+
+    def write(self, topic: str, message: OutboundMessage) -> None: ...
+
+
 class DeadLetterSink(Protocol):
     """Writes a poison message to the dead-letter topic; returns only once it is confirmed."""
 

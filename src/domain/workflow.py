@@ -1,34 +1,30 @@
 """The durable deletion workflow and its steps.
 
+PERSISTED FORMAT. A workflow's name (`WORKFLOW_NAME`), its argument list (built only by
+`workflow_args`, below) and the order of its durable calls (`ctx.run` / `ctx.sleep`) are stored
+by the Resonate server with every workflow in flight, and a worker that resumes a workflow after
+a crash or an upgrade replays them. Changing any of them breaks the workflows in flight at the
+moment of a deploy: add a new workflow name (and keep the old one registered until its last
+workflow ended) instead of editing this one in place.
+
 Written against a duck-typed durable context (`run`, `sleep`, `get_dependency`) so the domain
-does not import the runtime. The runtime adapter registers these plain functions under stable
-names and provides the ports as named dependencies.
+does not import the runtime. The runtime adapter registers these plain functions and provides
+the ports as one `WorkflowPorts` dependency, read through `ports(ctx)`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .events import Events, NoEvents
-from .model import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PAUSE_SECONDS,
-    DEFAULT_STEP_SECONDS,
-    Completion,
-    DeletionFailed,
-    RecordId,
-    WorkflowParams,
-    workflow_id,
-)
+from .events import Events
+from .model import Completion, DeletionFailed, RecordId, WorkflowParams, workflow_id
 from .ports import CompletionPublisher, RecordStore
 
 WORKFLOW_NAME = "delete_record"
-RECORD_STORE = "record_store"
-COMPLETION_PUBLISHER = "completion_publisher"
-STEP_OPTIONS = "step_options"
-EVENTS = "events"
+PORTS = "record_deleter.workflow_ports"
 
 
 class DurableCall(Protocol):
@@ -47,6 +43,29 @@ class DurableContext(Protocol):
     def get_dependency(self, key: str, default: Any = None) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class WorkflowPorts:
+    """Everything the workflow and its steps reach outside themselves, handed over as one object."""
+
+    store: RecordStore
+    publisher: CompletionPublisher
+    events: Events
+    step_options: Mapping[str, Any]  # the runtime's per-step options (retry policy)
+
+
+def ports(ctx: DurableContext) -> WorkflowPorts:
+    """The workflow's ports, as the runtime registered them (`PORTS`)."""
+    found = ctx.get_dependency(PORTS)
+    if not isinstance(found, WorkflowPorts):
+        raise TypeError(f"the durable runtime must register WorkflowPorts under {PORTS!r}, got {found!r}")
+    return found
+
+
+def workflow_args(record_id: RecordId, offset: int, params: WorkflowParams) -> tuple[Any, ...]:
+    """The arguments `delete_record` is started with, in order (a persisted format, see above)."""
+    return (record_id.value, offset, params.batch_size, params.pause_seconds, params.step_seconds)
+
+
 class DeletionAborted(Exception):
     """The workflow stopped before every row was deleted; the failure event was published."""
 
@@ -61,8 +80,8 @@ def delete_batches(
     re-executes number at most the one that was in flight. The budget amortizes the step's
     checkpoint over many batches; 0 means one batch per step.
     """
-    store: RecordStore = ctx.get_dependency(RECORD_STORE)
-    events: Events = ctx.get_dependency(EVENTS, NoEvents())
+    p = ports(ctx)
+    store, events = p.store, p.events
     rid = RecordId(record_id)
     deadline = time.monotonic() + budget_seconds
     deleted = batches = 0
@@ -85,31 +104,29 @@ def delete_batches(
 
 def publish_completion(ctx: DurableContext, record_id: str, offset: int, rows: int, batches: int) -> None:
     """Step: publish the completion; returns once the broker confirmed it."""
-    publisher: CompletionPublisher = ctx.get_dependency(COMPLETION_PUBLISHER)
-    events: Events = ctx.get_dependency(EVENTS, NoEvents())
+    p = ports(ctx)
     rid = RecordId(record_id)
-    publisher.publish(Completion(rid, offset, rows, batches, workflow_id(rid)))
-    events.emit("completion_published", record_id=record_id, offset=offset, rows=rows, batches=batches)
+    p.publisher.publish(Completion(rid, offset, rows, batches, workflow_id(rid)))
+    p.events.emit("completion_published", record_id=record_id, offset=offset, rows=rows, batches=batches)
 
 
 def publish_failure(
     ctx: DurableContext, record_id: str, offset: int, error: str, rows: int, batches: int
 ) -> None:
     """Step: publish that the deletion of a record failed permanently."""
-    publisher: CompletionPublisher = ctx.get_dependency(COMPLETION_PUBLISHER)
-    events: Events = ctx.get_dependency(EVENTS, NoEvents())
+    p = ports(ctx)
     rid = RecordId(record_id)
-    publisher.publish_failure(DeletionFailed(rid, offset, error, rows, batches, workflow_id(rid)))
-    events.emit("failure_published", record_id=record_id, offset=offset, error=error)
+    p.publisher.publish_failure(DeletionFailed(rid, offset, error, rows, batches, workflow_id(rid)))
+    p.events.emit("failure_published", record_id=record_id, offset=offset, error=error)
 
 
 def delete_record(
     ctx: DurableContext,
     record_id: str,
     offset: int,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    pause_seconds: float = DEFAULT_PAUSE_SECONDS,
-    step_seconds: float = DEFAULT_STEP_SECONDS,
+    batch_size: int,
+    pause_seconds: float,
+    step_seconds: float,
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Workflow: delete batches while rows remain, pausing durably between them, then publish.
 
@@ -121,7 +138,7 @@ def delete_record(
     topic and the workflow is rejected with the reason, so it never retries forever silently.
     """
     params = WorkflowParams(batch_size, pause_seconds, step_seconds)
-    options: Mapping[str, Any] = ctx.get_dependency(STEP_OPTIONS, None) or {}
+    options = ports(ctx).step_options
     rows = 0
     batches = 0
     try:

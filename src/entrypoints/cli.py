@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..domain.errors import BrokerUnavailable, DomainError, HandOffUnavailable
 from ..domain.messages import encode_request
 from ..domain.model import RecordId
+from .bootstrap import bootstrap
 from .progress import Progress
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
@@ -28,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*) and an optional TOML "
         "file; see README.md.",
     )
+    p.add_argument("--version", action="version", version=f"record-deleter {__version__}")
     p.add_argument(
         "--config", metavar="FILE", help="TOML settings file (env vars win); or RECORD_DELETER_CONFIG"
     )
@@ -106,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"record-deleter: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _logging(settings.worker.log_level, settings.worker.log_format)
-    config = settings.container_config()
+    configure_logging(settings)
     try:
-        return _dispatch(args, config)
+        return _dispatch(args, settings)
     except (BrokerUnavailable, HandOffUnavailable) as exc:
         print(f"record-deleter: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _logging(level: str, fmt: str) -> None:
+def configure_logging(settings: Settings) -> None:
+    level, fmt = settings.worker.log_level, settings.worker.log_format
     logging.basicConfig(
         level=getattr(logging, level),
         format="%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -130,45 +133,47 @@ def _logging(level: str, fmt: str) -> None:
     logging.getLogger("resonate").setLevel(max(logging.WARNING, getattr(logging, level)))
 
 
-def _dispatch(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     match args.command:
         case "worker":
+            from .containers import WorkerContainer
             from .worker import run_worker
 
-            return run_worker(config)
+            return run_worker(bootstrap(WorkerContainer, settings))
         case "demo":
+            from .containers import DemoContainer
             from .demo import DEFAULT_ROWS, run_demo
 
-            return run_demo(config, rows=(args.big, *DEFAULT_ROWS[1:]), timeout=args.timeout)
+            return run_demo(
+                bootstrap(DemoContainer, settings), rows=(args.big, *DEFAULT_ROWS[1:]), timeout=args.timeout
+            )
         case "produce":
-            return _produce(args, config)
+            return _produce(args, settings)
         case "setup-topics":
-            return _setup_topics(config)
+            return _setup_topics(settings)
         case "seed":
-            return _seed(args, config)
+            return _seed(args, settings)
         case "status":
-            return _status(args, config)
+            return _status(args, settings)
         case "db":
             from ..adapters.sql_migrations import upgrade
 
-            if config["database"]["kind"] != "sql":
+            if settings.database.kind != "sql":
                 print(
                     "record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr
                 )
                 return EXIT_USAGE
-            upgrade(config["database"]["url"], args.revision)
+            upgrade(settings.database.url, args.revision)
             print(f"database at revision {args.revision}")
             return 0
     return EXIT_USAGE
 
 
-def _produce(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from .containers import ProducerContainer
 
-    container = ProducerContainer()
-    container.config.from_dict(config)
-    producer = container.request_producer()
-    topic = config["broker"]["request_topic"]
+    producer = bootstrap(ProducerContainer, settings).request_producer()
+    topic = settings.broker.request_topic
     progress = Progress(f"produce to {topic}", args.n)
     for i in range(args.n):
         record_id = RecordId(f"{args.prefix}{args.start + i:06d}")
@@ -184,36 +189,34 @@ def _produce(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
-def _setup_topics(config: dict[str, Any]) -> int:
+def _setup_topics(settings: Settings) -> int:
     from .containers import AdminContainer
 
-    container = AdminContainer()
-    container.config.from_dict(config)
-    b = config["broker"]
-    outcome = container.topic_admin().create(
-        {
-            b["request_topic"]: b["partitions"],
-            b["completion_topic"]: b["partitions"],
-            b["failure_topic"]: 1,
-            b["dead_letter_topic"]: 1,
-        },
-        replication_factor=b["replication_factor"],
+    b = settings.broker
+    outcome = (
+        bootstrap(AdminContainer, settings)
+        .topic_admin()
+        .create(
+            {
+                b.request_topic: b.partitions,
+                b.completion_topic: b.partitions,
+                b.failure_topic: 1,
+                b.dead_letter_topic: 1,
+            },
+            replication_factor=b.replication_factor,
+        )
     )
     for name, what in outcome.items():
         print(f"{name}: {what}")
     return 0
 
 
-def _seed(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from .containers import AdminContainer
 
-    container = AdminContainer()
-    container.config.from_dict(config)
+    container = bootstrap(AdminContainer, settings)
     try:
-        if config["database"]["kind"] == "sql":
-            from ..adapters.sql_schema import create_demo_tables
-
-            create_demo_tables(container.adapters._sql_engine())
+        container.create_demo_tables()  # seed writes the demo schema's tables (records, record_rows)
         store = container.record_store()
         rng = random.Random(args.seed)
         counts = [
@@ -242,12 +245,11 @@ def _log10(x: int) -> float:
     return math.log10(max(1, x))
 
 
-def _status(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def _status(args: argparse.Namespace, settings: Settings) -> int:
     from .containers import AdminContainer
 
     record_id = RecordId(args.record_id)
-    container = AdminContainer()
-    container.config.from_dict(config)
+    container = bootstrap(AdminContainer, settings)
     try:
         state = container.runtime().status(record_id)
         store = container.record_store()

@@ -1,8 +1,14 @@
-"""Composition roots: one dependency-injector container per entrypoint.
+"""The containers of the composition root: adapter families, and one container per entrypoint.
 
-`Adapters` chooses implementations with Selectors on configuration values (broker.kind,
-database.kind, resonate.mode); the entrypoint containers add what their command needs. Every
-provider can be overridden in a test (`container.adapters.record_store.override(fake)`).
+Adapters come in families, each a whole container with the same provider names, and
+`bootstrap.bootstrap` picks one per family from the settings, once:
+
+* broker: `KafkaBroker` (`BROKER_KIND` kafka or redpanda: redpanda is only a connection profile)
+  or `MemoryBroker` (the in-process broker of the demo and the unit tests);
+* database: `SqlDatabase` (SQLite, PostgreSQL) or `MemoryDatabase`.
+
+Settings reach the providers as the typed objects they are (`settings.provided.<concern>.<field>`);
+every default lives in `settings.py`, and adapters take required arguments.
 """
 
 from __future__ import annotations
@@ -13,30 +19,59 @@ from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
 from ..adapters.kafka import (
-    ConfirmedProducer,
     KafkaClientConfig,
-    KafkaCompletionPublisher,
-    KafkaDeadLetterSink,
     KafkaRequestProducer,
     KafkaRequestSource,
     KafkaTopicAdmin,
+    KafkaTopicWriter,
 )
 from ..adapters.memory_broker import (
     InMemoryBroker,
-    InMemoryCompletionPublisher,
-    InMemoryDeadLetterSink,
     InMemoryRequestProducer,
     InMemoryRequestSource,
     InMemoryTopicAdmin,
+    InMemoryTopicWriter,
 )
 from ..adapters.memory_store import InMemoryRecordStore
 from ..adapters.observability import FanOutEvents, LoggingEvents, PrometheusEvents
 from ..adapters.redpanda import redpanda_client_config
 from ..adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
 from ..adapters.sql_engine import make_engine
+from ..adapters.sql_schema import create_demo_tables
 from ..adapters.sql_store import DeletionPlan, SqlRecordStore
 from ..domain.handoff import HandOff, RetryBudget
+from ..domain.messages import MAX_REQUEST_BYTES
 from ..domain.model import WorkflowParams
+from ..domain.publishing import TopicCompletionPublisher, TopicDeadLetterSink
+from .settings import BrokerSettings, DatabaseSettings, Settings
+
+
+def kafka_client_config(broker: BrokerSettings) -> KafkaClientConfig:
+    """Connection settings of every Kafka client; the secret is unwrapped here only."""
+    password = broker.sasl_password.get_secret_value() if broker.sasl_password else None
+    if broker.kind == "redpanda":
+        return redpanda_client_config(
+            broker.bootstrap_servers,
+            sasl_username=broker.sasl_username,
+            sasl_password=password,
+            sasl_mechanism=broker.sasl_mechanism,
+            security_protocol=broker.security_protocol,
+            ssl_ca_location=broker.ssl_ca_location,
+        )
+    return KafkaClientConfig(
+        bootstrap_servers=broker.bootstrap_servers,
+        security_protocol=broker.security_protocol or "PLAINTEXT",
+        sasl_mechanism=broker.sasl_mechanism,
+        sasl_username=broker.sasl_username,
+        sasl_password=password,
+        ssl_ca_location=broker.ssl_ca_location,
+    )
+
+
+def _kafka_writer(client: KafkaClientConfig, delivery_timeout: float) -> Iterator[KafkaTopicWriter]:
+    writer = KafkaTopicWriter(client, delivery_timeout=delivery_timeout)
+    yield writer
+    writer.close()  # flushes
 
 
 def _engine(url: str, pool_size: int) -> Iterator[Engine]:
@@ -45,216 +80,166 @@ def _engine(url: str, pool_size: int) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _producer(client: KafkaClientConfig, delivery_timeout: float) -> Iterator[ConfirmedProducer]:
-    producer = ConfirmedProducer(client, delivery_timeout=delivery_timeout)
-    yield producer
-    producer.close()
-
-
 def _runtime(**kwargs: object) -> Iterator[ResonateRuntime]:
     runtime = ResonateRuntime(**kwargs)  # type: ignore[arg-type]
     yield runtime
     runtime.stop()
 
 
-class Adapters(containers.DeclarativeContainer):
-    """Every adapter, chosen by configuration."""
+# ---------------------------------------------------------------------------------- broker families
+class KafkaBroker(containers.DeclarativeContainer):
+    """Kafka or Redpanda (same protocol; the connection profile differs)."""
 
-    config = providers.Configuration()
-
-    # --- broker -------------------------------------------------------------------------------
-    memory_broker = providers.Singleton(InMemoryBroker, default_partitions=config.broker.partitions)
-
-    kafka_client = providers.Selector(
-        config.broker.kind,
-        kafka=providers.Singleton(
-            KafkaClientConfig,
-            bootstrap_servers=config.broker.bootstrap_servers,
-            security_protocol=config.broker.security_protocol.as_(lambda v: v or "PLAINTEXT"),
-            sasl_mechanism=config.broker.sasl_mechanism,
-            sasl_username=config.broker.sasl_username,
-            sasl_password=config.broker.sasl_password,
-            ssl_ca_location=config.broker.ssl_ca_location,
-        ),
-        redpanda=providers.Singleton(
-            redpanda_client_config,
-            bootstrap_servers=config.broker.bootstrap_servers,
-            sasl_username=config.broker.sasl_username,
-            sasl_password=config.broker.sasl_password,
-            sasl_mechanism=config.broker.sasl_mechanism,
-            security_protocol=config.broker.security_protocol,
-            ssl_ca_location=config.broker.ssl_ca_location,
-        ),
-        memory=providers.Object(None),
+    settings = providers.Dependency(instance_of=BrokerSettings)
+    client = providers.Singleton(kafka_client_config, settings)
+    topic_writer = providers.Resource(
+        _kafka_writer, client=client, delivery_timeout=settings.provided.delivery_timeout_seconds
     )
-
-    _confirmed_producer = providers.Resource(
-        _producer, client=kafka_client, delivery_timeout=config.broker.delivery_timeout_seconds
-    )
-
-    _kafka_publisher = providers.Singleton(
-        KafkaCompletionPublisher,
-        producer=_confirmed_producer,
-        completion_topic=config.broker.completion_topic,
-        failure_topic=config.broker.failure_topic,
-    )
-    completion_publisher = providers.Selector(
-        config.broker.kind,
-        kafka=_kafka_publisher,
-        redpanda=_kafka_publisher,
-        memory=providers.Singleton(
-            InMemoryCompletionPublisher,
-            broker=memory_broker,
-            completion_topic=config.broker.completion_topic,
-            failure_topic=config.broker.failure_topic,
-        ),
-    )
-
-    _kafka_dead_letters = providers.Singleton(
-        KafkaDeadLetterSink, producer=_confirmed_producer, topic=config.broker.dead_letter_topic
-    )
-    dead_letter_sink = providers.Selector(
-        config.broker.kind,
-        kafka=_kafka_dead_letters,
-        redpanda=_kafka_dead_letters,
-        memory=providers.Singleton(
-            InMemoryDeadLetterSink, broker=memory_broker, topic=config.broker.dead_letter_topic
-        ),
-    )
-
-    _kafka_source = providers.Factory(
+    request_source = providers.Factory(
         KafkaRequestSource,
-        client=kafka_client,
-        topic=config.broker.request_topic,
-        group=config.broker.group,
-        unavailable_after=config.broker.unavailable_after_seconds,
-        session_timeout=config.broker.session_timeout_seconds,
+        client=client,
+        topic=settings.provided.request_topic,
+        group=settings.provided.group,
+        unavailable_after=settings.provided.unavailable_after_seconds,
+        session_timeout=settings.provided.session_timeout_seconds,
     )
-    request_source = providers.Selector(
-        config.broker.kind,
-        kafka=_kafka_source,
-        redpanda=_kafka_source,
-        memory=providers.Factory(
-            InMemoryRequestSource,
-            broker=memory_broker,
-            topic=config.broker.request_topic,
-            group=config.broker.group,
-        ),
+    request_producer = providers.Singleton(KafkaRequestProducer, client=client)
+    topic_admin = providers.Singleton(KafkaTopicAdmin, client=client)
+
+
+class MemoryBroker(containers.DeclarativeContainer):
+    """The in-process broker: same provider names as `KafkaBroker`."""
+
+    settings = providers.Dependency(instance_of=BrokerSettings)
+    broker = providers.Singleton(InMemoryBroker, default_partitions=settings.provided.partitions)
+    topic_writer = providers.Singleton(InMemoryTopicWriter, broker)
+    request_source = providers.Factory(
+        InMemoryRequestSource,
+        broker=broker,
+        topic=settings.provided.request_topic,
+        group=settings.provided.group,
+    )
+    request_producer = providers.Singleton(InMemoryRequestProducer, broker)
+    topic_admin = providers.Singleton(InMemoryTopicAdmin, broker)
+
+
+# -------------------------------------------------------------------------------- database families
+class SqlDatabase(containers.DeclarativeContainer):
+    """SQLite or PostgreSQL through SQLAlchemy."""
+
+    settings = providers.Dependency(instance_of=DatabaseSettings)
+    engine = providers.Resource(_engine, url=settings.provided.url, pool_size=settings.provided.pool_size)
+    plan = providers.Singleton(DeletionPlan.parse, settings.provided.deletion_plan)
+    record_store = providers.Singleton(SqlRecordStore, engine=engine, plan=plan)
+    create_demo_tables = providers.Callable(create_demo_tables, engine)
+
+
+class MemoryDatabase(containers.DeclarativeContainer):
+    """Rows counted in memory: same provider names as `SqlDatabase` where it matters."""
+
+    settings = providers.Dependency(instance_of=DatabaseSettings)
+    record_store = providers.Singleton(InMemoryRecordStore, seconds_per_row=settings.provided.seconds_per_row)
+    create_demo_tables: providers.Provider[None] = providers.Object(None)  # nothing to create
+
+
+# ------------------------------------------------------------------------------ entrypoint containers
+class _Common(containers.DeclarativeContainer):
+    """What every command's container holds: the chosen families and the adapters built on them."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    broker = providers.DependenciesContainer()
+    database = providers.DependenciesContainer()
+
+    record_store = database.record_store
+    completion_publisher = providers.Singleton(
+        TopicCompletionPublisher,
+        writer=broker.topic_writer,
+        completion_topic=settings.provided.broker.completion_topic,
+        failure_topic=settings.provided.broker.failure_topic,
     )
 
-    _kafka_request_producer = providers.Singleton(KafkaRequestProducer, client=kafka_client)
-    request_producer = providers.Selector(
-        config.broker.kind,
-        kafka=_kafka_request_producer,
-        redpanda=_kafka_request_producer,
-        memory=providers.Singleton(InMemoryRequestProducer, broker=memory_broker),
-    )
-
-    _kafka_admin = providers.Singleton(KafkaTopicAdmin, client=kafka_client)
-    topic_admin = providers.Selector(
-        config.broker.kind,
-        kafka=_kafka_admin,
-        redpanda=_kafka_admin,
-        memory=providers.Singleton(InMemoryTopicAdmin, broker=memory_broker),
-    )
-
-    # --- database -----------------------------------------------------------------------------
-    _sql_engine = providers.Resource(_engine, url=config.database.url, pool_size=config.database.pool_size)
-    deletion_plan = providers.Singleton(DeletionPlan.parse, config.database.deletion_plan)
-    record_store = providers.Selector(
-        config.database.kind,
-        sql=providers.Singleton(SqlRecordStore, engine=_sql_engine, plan=deletion_plan),
-        memory=providers.Singleton(InMemoryRecordStore, seconds_per_row=config.database.seconds_per_row),
-    )
-
-    # --- observability ------------------------------------------------------------------------
     prometheus = providers.Singleton(PrometheusEvents)
     events = providers.Singleton(
         FanOutEvents,
         providers.List(
-            providers.Singleton(
-                LoggingEvents, json_lines=config.worker.log_format.as_(lambda v: v == "json")
-            ),
-            prometheus,
+            providers.Singleton(LoggingEvents, json_lines=settings.provided.worker.json_logs), prometheus
         ),
     )
 
-    # --- durable runtime ----------------------------------------------------------------------
     resonate = providers.Singleton(
         build_resonate,
-        mode=config.resonate.mode,
-        host=config.resonate.host,
-        store_port=config.resonate.store_port,
-        message_source_port=config.resonate.message_source_port.as_(str),
-        group=config.resonate.group,
-        ttl=config.resonate.ttl,
-        workers=config.resonate.workers,
-        request_retries=config.resonate.request_retries,
-        auth=config.resonate.auth,
-    )
-    workflow_params = providers.Singleton(
-        WorkflowParams,
-        batch_size=config.workflow.batch_size,
-        pause_seconds=config.workflow.pause_seconds,
-        step_seconds=config.workflow.step_seconds,
-    )
-    step_retry = providers.Singleton(
-        StepRetry,
-        max_attempts=config.workflow.step_max_attempts,
-        delay=config.workflow.step_retry_delay,
-        max_delay=config.workflow.step_retry_max_delay,
+        settings.provided.resonate.mode,
+        host=settings.provided.resonate.host,
+        store_port=settings.provided.resonate.store_port,
+        message_source_port=settings.provided.resonate.message_source_port,
+        group=settings.provided.resonate.group,
+        ttl=settings.provided.resonate.ttl,
+        workers=settings.provided.resonate.workers,
+        request_retries=settings.provided.resonate.request_retries,
+        auth=settings.provided.resonate.auth,
     )
     runtime = providers.Resource(
         _runtime,
         resonate=resonate,
         store=record_store,
         publisher=completion_publisher,
-        params=workflow_params,
-        step_retry=step_retry,
+        params=providers.Singleton(
+            WorkflowParams,
+            batch_size=settings.provided.workflow.batch_size,
+            pause_seconds=settings.provided.workflow.pause_seconds,
+            step_seconds=settings.provided.workflow.step_seconds,
+        ),
+        step_retry=providers.Singleton(
+            StepRetry,
+            max_attempts=settings.provided.workflow.step_max_attempts,
+            delay=settings.provided.workflow.step_retry_delay,
+            max_delay=settings.provided.workflow.step_retry_max_delay,
+        ),
         events=events,
-        target=config.resonate.recovery_target,
+        target=settings.provided.resonate.recovery_target,
     )
 
 
-class WorkerContainer(containers.DeclarativeContainer):
-    """`worker`: consume requests and hand each off to a durable workflow."""
-
-    config = providers.Configuration()
-    adapters = providers.Container(Adapters, config=config)
-    handoff = providers.Factory(
-        HandOff,
-        source=adapters.request_source,
-        starter=adapters.runtime,
-        dead_letters=adapters.dead_letter_sink,
-        max_in_flight=config.worker.max_in_flight,
-        concurrency=config.worker.handoff_concurrency,
-        budget=providers.Factory(RetryBudget, deadline_seconds=config.worker.handoff_retry_seconds),
-        events=adapters.events,
-    )
-
-
-class ProducerContainer(containers.DeclarativeContainer):
+class ProducerContainer(_Common):
     """`produce`: write deletion requests in the reference example's format."""
 
-    config = providers.Configuration()
-    adapters = providers.Container(Adapters, config=config)
-    request_producer = adapters.request_producer
+    request_producer = _Common.broker.request_producer
 
 
-class AdminContainer(containers.DeclarativeContainer):
-    """`setup-topics`, `seed`, `status`, `db upgrade`: operator commands."""
+class AdminContainer(_Common):
+    """`setup-topics`, `seed`, `status`: operator commands."""
 
-    config = providers.Configuration()
-    adapters = providers.Container(Adapters, config=config)
-    topic_admin = adapters.topic_admin
-    record_store = adapters.record_store
-    runtime = adapters.runtime
+    topic_admin = _Common.broker.topic_admin
+    create_demo_tables = _Common.database.create_demo_tables
+
+
+class WorkerContainer(_Common):
+    """`worker`: consume requests and hand each off to a durable workflow."""
+
+    request_source = _Common.broker.request_source
+    dead_letter_sink = providers.Singleton(
+        TopicDeadLetterSink,
+        writer=_Common.broker.topic_writer,
+        topic=_Common.settings.provided.broker.dead_letter_topic,
+        truncate_to=MAX_REQUEST_BYTES,
+    )
+    handoff = providers.Factory(
+        HandOff,
+        source=request_source,
+        starter=_Common.runtime,
+        dead_letters=dead_letter_sink,
+        max_in_flight=_Common.settings.provided.worker.max_in_flight,
+        concurrency=_Common.settings.provided.worker.handoff_concurrency,
+        budget=providers.Factory(
+            RetryBudget, deadline_seconds=_Common.settings.provided.worker.handoff_retry_seconds
+        ),
+        events=_Common.events,
+    )
 
 
 class DemoContainer(WorkerContainer):
-    """`demo`: the worker plus producer, admin and store, all in one process on embedded adapters."""
+    """`demo`: the worker, a producer and the admin commands in one process on embedded adapters."""
 
-    request_producer = WorkerContainer.adapters.request_producer
-    topic_admin = WorkerContainer.adapters.topic_admin
-    record_store = WorkerContainer.adapters.record_store
-    runtime = WorkerContainer.adapters.runtime
+    request_producer = _Common.broker.request_producer
+    topic_admin = _Common.broker.topic_admin
+    create_demo_tables = _Common.database.create_demo_tables

@@ -23,6 +23,7 @@ from ..domain.messages import decode_completion
 from ..domain.model import RecordId
 from .containers import DemoContainer
 from .progress import Progress
+from .settings import BrokerSettings, Settings
 
 DEFAULT_ROWS = (200_000, 40, 2_500, 7, 900, 8_000, 3, 150, 12_000, 60)
 MALFORMED = b'{"record": oops'
@@ -51,37 +52,39 @@ def demo_overrides(db_path: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def run_demo(config: dict[str, Any], *, rows: tuple[int, ...] = DEFAULT_ROWS, timeout: float = 120.0) -> int:
-    out = sys.stdout
-    db_url = config["database"]["url"]
-    prepare_demo_database(db_url)
-    container = DemoContainer()
-    container.config.from_dict(config)
+def run_demo(container: DemoContainer, *, rows: tuple[int, ...], timeout: float) -> int:
+    """Run the demo on a container built by `bootstrap` (memory broker, local Resonate, SQLite)."""
+    settings: Settings = container.settings()
+    prepare_demo_database(settings.database.url)
     try:
-        return _run(container, config, rows, timeout, out)
+        return _run(container, settings.broker, settings.database.url, rows, timeout, sys.stdout)
     finally:
         container.shutdown_resources()
 
 
 def _run(
-    container: DemoContainer, config: dict[str, Any], rows: tuple[int, ...], timeout: float, out: Any
+    container: DemoContainer,
+    broker_cfg: BrokerSettings,
+    db_url: str,
+    rows: tuple[int, ...],
+    timeout: float,
+    out: Any,
 ) -> int:
-    broker_cfg = config["broker"]
     run_tag = time.strftime("%H%M%S")
     table = [Row(i + 1, f"demo-{run_tag}-{i + 1:02d}", n) for i, n in enumerate(rows)]
     store = container.record_store()
     admin = container.topic_admin()
     admin.create(
         {
-            broker_cfg["request_topic"]: 1,
-            broker_cfg["completion_topic"]: 1,
-            broker_cfg["failure_topic"]: 1,
-            broker_cfg["dead_letter_topic"]: 1,
+            broker_cfg.request_topic: 1,
+            broker_cfg.completion_topic: 1,
+            broker_cfg.failure_topic: 1,
+            broker_cfg.dead_letter_topic: 1,
         }
     )
 
     total = sum(rows)
-    print(f"seeding {len(table)} records, {total:,} rows, into {config['database']['url']}", file=out)
+    print(f"seeding {len(table)} records, {total:,} rows, into {db_url}", file=out)
     progress = Progress("seed", total)
     seeded = 0
     for row in table:
@@ -90,7 +93,7 @@ def _run(
         progress.update(seeded)
 
     producer = container.request_producer()
-    topic = broker_cfg["request_topic"]
+    topic = broker_cfg.request_topic
     duplicate = table[1].record_id
     for row in table:
         # both wire formats of the reference example: "id" and ["id", ...]
@@ -101,7 +104,7 @@ def _run(
     producer.flush()
     print(f"produced {len(table) + 2} requests (one duplicate of {duplicate}, one malformed)", file=out)
 
-    broker = container.adapters.memory_broker()
+    broker = container.broker.broker()
     runtime = container.runtime()
     stop = threading.Event()
     handoff = container.handoff()
@@ -109,7 +112,7 @@ def _run(
     started = time.monotonic()
     worker.start()
 
-    completions = broker_cfg["completion_topic"]
+    completions = broker_cfg.completion_topic
     deadline = started + timeout
     seen: dict[str, Row] = {}
     by_id = {row.record_id: row for row in table}
@@ -147,7 +150,7 @@ def _verify(
     table: list[Row],
     store: Any,
     broker: Any,
-    broker_cfg: dict[str, Any],
+    broker_cfg: BrokerSettings,
     runtime: Any,
     duplicate: str,
     out: Any,
@@ -170,7 +173,7 @@ def _verify(
     )
     dup_completions = [
         m
-        for _, m in broker.messages(broker_cfg["completion_topic"])
+        for _, m in broker.messages(broker_cfg.completion_topic)
         if decode_completion(m.value)[0] == duplicate
     ]
     dup_row = next(r for r in table if r.record_id == duplicate)
@@ -184,11 +187,11 @@ def _verify(
     )
     status = runtime.status(RecordId(duplicate))
     checks.append((f"workflow of {duplicate} is {status.state}", status.state == "resolved"))
-    dlq = broker.messages(broker_cfg["dead_letter_topic"])
+    dlq = broker.messages(broker_cfg.dead_letter_topic)
     reasons = [dict(m.headers).get("dlq-error", b"").decode() for _, m in dlq if m.value == MALFORMED]
     checks.append(
         (
-            f"malformed message on {broker_cfg['dead_letter_topic']}: {reasons[0] if reasons else 'missing'}",
+            f"malformed message on {broker_cfg.dead_letter_topic}: {reasons[0] if reasons else 'missing'}",
             len(reasons) == 1,
         )
     )

@@ -6,11 +6,11 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import Any
 
 from ..domain.errors import BrokerUnavailable, RuntimeStopped
 from ..domain.handoff import HandOffGaveUp
 from .containers import WorkerContainer
+from .settings import Settings
 
 log = logging.getLogger("record_deleter.worker")
 
@@ -18,10 +18,9 @@ EXIT_OK = 0
 EXIT_UNAVAILABLE = 3
 
 
-def run_worker(config: dict[str, Any]) -> int:
+def run_worker(container: WorkerContainer) -> int:
     """Run until a signal; exit 3 when the runtime/broker stays unreachable (supervisor restarts)."""
-    container = WorkerContainer()
-    container.config.from_dict(config)
+    settings: Settings = container.settings()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -31,25 +30,24 @@ def run_worker(config: dict[str, Any]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    adapters = container.adapters
-    metrics_port = config["worker"]["metrics_port"]
+    metrics_port = settings.worker.metrics_port
     if metrics_port:
-        adapters.prometheus().serve(metrics_port)
+        container.prometheus().serve(metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
-    runtime = adapters.runtime()
+    runtime = container.runtime()
     runtime.start_runtime()
-    adapters.prometheus().in_flight.set_function(runtime.in_flight)
-    source = adapters.request_source()
+    container.prometheus().in_flight.set_function(runtime.in_flight)
+    source = container.request_source()
     handoff = container.handoff(source=source)
-    broker = config["broker"]
+    broker = settings.broker
     log.info(
         "worker started: %s %s, topic %s, group %s, resonate %s %s",
-        broker["kind"],
-        broker["bootstrap_servers"],
-        broker["request_topic"],
-        broker["group"],
-        config["resonate"]["mode"],
-        config["resonate"]["url"],
+        broker.kind,
+        broker.bootstrap_servers,
+        broker.request_topic,
+        broker.group,
+        settings.resonate.mode,
+        settings.resonate.url,
     )
     code = EXIT_OK
     try:

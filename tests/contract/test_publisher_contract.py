@@ -16,9 +16,10 @@ from typing import Protocol
 
 import pytest
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.domain.model import Completion, DeletionFailed, RecordId
 from record_deleter.domain.ports import CompletionPublisher
+from tests import builders
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def memory_publisher(
     broker = InMemoryBroker(default_partitions=3)
     broker.create_topic(completion_topic)
     broker.create_topic(failure_topic)
-    yield InMemoryCompletionPublisher(broker, completion_topic, failure_topic), InMemoryTopicReader(broker)
+    yield builders.publisher(broker, completion_topic, failure_topic), InMemoryTopicReader(broker)
 
 
 class KafkaTopicReader:
@@ -84,14 +85,14 @@ class KafkaTopicReader:
 def kafka_publisher(
     completion_topic: str, failure_topic: str
 ) -> Iterator[tuple[CompletionPublisher, TopicReader]]:
-    from record_deleter.adapters.kafka import ConfirmedProducer, KafkaClientConfig, KafkaCompletionPublisher
+    from record_deleter.adapters.kafka import KafkaClientConfig, KafkaTopicWriter
     from tests.support import create_topics, kafka_bootstrap
 
     bootstrap = kafka_bootstrap()
     create_topics(bootstrap, {completion_topic: 3, failure_topic: 1})
-    producer = ConfirmedProducer(KafkaClientConfig(bootstrap))
+    producer = KafkaTopicWriter(KafkaClientConfig(bootstrap))
     try:
-        yield KafkaCompletionPublisher(producer, completion_topic, failure_topic), KafkaTopicReader(bootstrap)
+        yield builders.publisher(producer, completion_topic, failure_topic), KafkaTopicReader(bootstrap)
     finally:
         producer.close()
 

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import Engine
 
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.sql_engine import make_engine
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 from record_deleter.adapters.sql_store import DeletionPlan, PlanStep, SqlRecordStore
 from record_deleter.domain.errors import DeletionPlanInvalid
 from record_deleter.domain.model import BatchResult, RecordId
+from tests import builders
 from tests.conftest import service_endpoint
 
 
@@ -34,7 +34,7 @@ class Subject:
 def _sqlite_engine(tmp_path: Path) -> Engine:
     url = f"sqlite:///{tmp_path / 'contract.db'}"
     prepare_demo_database(url)
-    return make_engine(url)
+    return builders.engine(url)
 
 
 _postgres_lock = threading.Lock()
@@ -47,7 +47,7 @@ def _postgres_engine_once() -> Engine:
     with _postgres_lock:
         if url not in _postgres_engine:
             prepare_demo_database(url)
-            _postgres_engine[url] = make_engine(url)
+            _postgres_engine[url] = builders.engine(url)
         return _postgres_engine[url]
 
 
@@ -78,7 +78,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         yield Subject(InMemoryRecordStore())
         return
     for engine in _engine_for(request.param, tmp_path):
-        yield Subject(SqlRecordStore(engine), engine)
+        yield Subject(builders.sql_store(engine), engine)
 
 
 @pytest.fixture(params=[SQLITE, POSTGRES])
@@ -229,7 +229,7 @@ def test_plan_text_that_is_not_identifiers_is_refused(text: str) -> None:
 @pytest.mark.unit
 def test_plan_text_round_trips() -> None:
     plan = DeletionPlan.parse("record_rows:record_id, records:id:id")
-    assert plan == DeletionPlan.default()
+    assert plan == builders.demo_plan()
     assert DeletionPlan.parse(str(plan)) == plan
 
 
@@ -249,7 +249,7 @@ def test_record_ids_are_bound_parameters_not_sql_text(sql_engine: Engine) -> Non
     """The statements carry the id as a parameter; its text never appears in the SQL."""
     from sqlalchemy import event
 
-    store = SqlRecordStore(sql_engine)
+    store = builders.sql_store(sql_engine)
     rid = new_id("safe")
     store.add_record(rid, 4)
     statements: list[tuple[str, object]] = []

@@ -11,11 +11,9 @@ import json
 import sys
 import time
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
-from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from record_deleter.adapters.sql_engine import make_engine
-from record_deleter.adapters.sql_store import SqlRecordStore
-from record_deleter.domain.model import RecordId, WorkflowParams
+from record_deleter.adapters.memory_broker import InMemoryBroker
+from record_deleter.domain.model import RecordId
+from tests import builders
 
 
 def main() -> int:
@@ -26,8 +24,8 @@ def main() -> int:
     broker = InMemoryBroker()
     broker.create_topic("done")
     broker.create_topic("failed")
-    runtime = ResonateRuntime(
-        build_resonate(
+    runtime = builders.runtime(
+        builders.resonate(
             "remote",
             host=host,
             store_port=port,
@@ -36,10 +34,10 @@ def main() -> int:
             ttl=2,
             request_retries=retries,
         ),
-        SqlRecordStore(make_engine(db_url)),
-        InMemoryCompletionPublisher(broker, "done", "failed"),
-        params=WorkflowParams(batch_size=batch_size, pause_seconds=float(pause)),
-        step_retry=StepRetry(delay=0.1),
+        builders.sql_store(db_url),
+        builders.publisher(broker, "done", "failed"),
+        params=builders.workflow_params(batch_size=batch_size, pause_seconds=float(pause)),
+        retry=builders.step_retry(delay=0.1),
         target=group,
     )
     runtime.start_runtime()

@@ -9,18 +9,16 @@ import pytest
 from confluent_kafka import Producer
 
 from record_deleter.adapters.kafka import (
-    ConfirmedProducer,
     KafkaClientConfig,
-    KafkaCompletionPublisher,
-    KafkaDeadLetterSink,
-    KafkaRequestSource,
     KafkaTopicAdmin,
+    KafkaTopicWriter,
 )
 from record_deleter.adapters.redpanda import redpanda_client_config
 from record_deleter.domain.errors import HandOffUnavailable, PublishFailed
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
 from record_deleter.domain.model import Completion, InboundMessage, RecordId
 from record_deleter.entrypoints.cli import main
+from tests import builders
 from tests.conftest import wait_for
 from tests.support import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
 
@@ -93,12 +91,12 @@ def test_offsets_are_committed_only_after_hand_off(bootstrap: str, client: Kafka
     produce_raw(bootstrap, topic, [json.dumps(f"r{i}").encode() for i in range(6)])
 
     starter = RecordingStarter(refuse="r3")
-    producer = ConfirmedProducer(client)
-    source = KafkaRequestSource(client, topic, group)
+    producer = KafkaTopicWriter(client, delivery_timeout=30)
+    source = builders.kafka_source(client, topic, group)
     handoff = HandOff(
         source,
         starter,
-        KafkaDeadLetterSink(producer, dlq),
+        builders.dead_letters(producer, dlq),
         budget=RetryBudget(deadline_seconds=0.3, first_delay=0.05),
     )
     with pytest.raises(HandOffGaveUp):
@@ -110,8 +108,8 @@ def test_offsets_are_committed_only_after_hand_off(bootstrap: str, client: Kafka
 
     # a restarted worker in the same group gets r3 again and finishes the rest
     starter2 = RecordingStarter()
-    source2 = KafkaRequestSource(client, topic, group)
-    handoff2 = HandOff(source2, starter2, KafkaDeadLetterSink(producer, dlq))
+    source2 = builders.kafka_source(client, topic, group)
+    handoff2 = HandOff(source2, starter2, builders.dead_letters(producer, dlq), budget=builders.budget())
     handoff2.run(lambda: len(starter2.started) >= 3)
     source2.close()
     producer.close()
@@ -127,9 +125,11 @@ def test_poison_goes_to_dead_letter_topic_with_headers(bootstrap: str, client: K
     produce_raw(bootstrap, topic, [b'"good-1"', *bad, b'["good-2", 7]'])
 
     starter = RecordingStarter()
-    producer = ConfirmedProducer(client)
-    source = KafkaRequestSource(client, topic, group)
-    HandOff(source, starter, KafkaDeadLetterSink(producer, dlq)).run(lambda: len(starter.started) >= 2)
+    producer = KafkaTopicWriter(client, delivery_timeout=30)
+    source = builders.kafka_source(client, topic, group)
+    HandOff(source, starter, builders.dead_letters(producer, dlq), budget=builders.budget()).run(
+        lambda: len(starter.started) >= 2
+    )
     source.close()
     producer.close()
 
@@ -150,8 +150,8 @@ def test_poison_goes_to_dead_letter_topic_with_headers(bootstrap: str, client: K
 def test_completion_is_confirmed_by_delivery_report(bootstrap: str, client: KafkaClientConfig) -> None:
     done, failed = unique("done"), unique("failed")
     create_topics(bootstrap, {done: 1, failed: 1})
-    producer = ConfirmedProducer(client)
-    publisher = KafkaCompletionPublisher(producer, done, failed)
+    producer = KafkaTopicWriter(client, delivery_timeout=30)
+    publisher = builders.publisher(producer, done, failed)
     publisher.publish(Completion(RecordId("abc"), 41, 1500, 2, "abc"))
     producer.close()
     [msg] = read_topic(bootstrap, done, expect=1)
@@ -163,8 +163,8 @@ def test_completion_is_confirmed_by_delivery_report(bootstrap: str, client: Kafk
 
 
 def test_publish_to_a_missing_topic_raises_instead_of_pretending(client: KafkaClientConfig) -> None:
-    producer = ConfirmedProducer(client, delivery_timeout=3)
-    publisher = KafkaCompletionPublisher(producer, unique("never-created"), unique("never-created"))
+    producer = KafkaTopicWriter(client, delivery_timeout=3)
+    publisher = builders.publisher(producer, unique("never-created"), unique("never-created"))
     with pytest.raises(PublishFailed):
         publisher.publish(Completion(RecordId("abc"), 1, 1, 1, "abc"))
     producer.close()
@@ -177,11 +177,14 @@ def test_two_consumers_in_one_group_split_the_partitions(bootstrap: str, client:
         produce_raw(bootstrap, topic, [json.dumps(f"p{p}-{i}").encode() for i in range(20)], partition=p)
 
     starters = [RecordingStarter(), RecordingStarter()]
-    sources = [KafkaRequestSource(client, topic, group) for _ in starters]
-    producer = ConfirmedProducer(client)
+    sources = [builders.kafka_source(client, topic, group) for _ in starters]
+    producer = KafkaTopicWriter(client, delivery_timeout=30)
     stop = threading.Event()
     threads = [
-        threading.Thread(target=HandOff(s, st, KafkaDeadLetterSink(producer, dlq)).run, args=(stop.is_set,))
+        threading.Thread(
+            target=HandOff(s, st, builders.dead_letters(producer, dlq), budget=builders.budget()).run,
+            args=(stop.is_set,),
+        )
         for s, st in zip(sources, starters, strict=True)
     ]
     for t in threads:
@@ -207,8 +210,8 @@ def test_redpanda_profile_speaks_to_the_kafka_api(bootstrap: str) -> None:
     assert client.to_confluent()["security.protocol"] == "PLAINTEXT"
     done, failed = unique("done"), unique("failed")
     assert KafkaTopicAdmin(client).create({done: 1, failed: 1}) == {done: "created", failed: "created"}
-    producer = ConfirmedProducer(client)
-    KafkaCompletionPublisher(producer, done, failed).publish(Completion(RecordId("rp"), 3, 1, 1, "rp"))
+    producer = KafkaTopicWriter(client, delivery_timeout=30)
+    builders.publisher(producer, done, failed).publish(Completion(RecordId("rp"), 3, 1, 1, "rp"))
     producer.close()
     assert [json.loads(m.value or b"") for m in read_topic(bootstrap, done, expect=1)] == [["rp", 3]]
 
@@ -217,7 +220,7 @@ def test_marking_a_revoked_partition_is_harmless(bootstrap: str, client: KafkaCl
     """A concurrent hand-off may finish after its partition moved to another worker."""
     topic = unique("req")
     create_topics(bootstrap, {topic: 1})
-    source = KafkaRequestSource(client, topic, unique("group"))
+    source = builders.kafka_source(client, topic, unique("group"))
     try:
         source.mark_done(InboundMessage(topic, 0, 5, b'"x"'))  # nothing assigned yet
     finally:

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from record_deleter.domain.model import RecordId, WorkflowParams
+from record_deleter.domain.model import RecordId
+from tests import builders
 from tests.conftest import service_endpoint
 from tests.support import free_port, postgres_store_args, postgres_url, resonate_server, unique
 
@@ -54,12 +54,14 @@ def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_
     with resonate_server(
         binary, api, poll, postgres_store_args(resonate_database), tmp_path / "resonate.log"
     ):
-        runtime = ResonateRuntime(
-            build_resonate("remote", store_port=str(api), message_source_port=str(poll), group=unique("g")),
+        runtime = builders.runtime(
+            builders.resonate(
+                "remote", store_port=str(api), message_source_port=str(poll), group=unique("g")
+            ),
             store,
-            InMemoryCompletionPublisher(broker, "done", "failed"),
-            params=WorkflowParams(batch_size=10),
-            step_retry=StepRetry(delay=0.1),
+            builders.publisher(broker, "done", "failed"),
+            params=builders.workflow_params(batch_size=10),
+            retry=builders.step_retry(delay=0.1),
         )
         try:
             for i, rid in enumerate(rids):
@@ -74,10 +76,12 @@ def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_
     with resonate_server(
         binary, api, poll, postgres_store_args(resonate_database), tmp_path / "resonate.log"
     ):
-        runtime = ResonateRuntime(
-            build_resonate("remote", store_port=str(api), message_source_port=str(poll), group=unique("g")),
+        runtime = builders.runtime(
+            builders.resonate(
+                "remote", store_port=str(api), message_source_port=str(poll), group=unique("g")
+            ),
             store,
-            InMemoryCompletionPublisher(broker, "done", "failed"),
+            builders.publisher(broker, "done", "failed"),
         )
         try:
             assert {runtime.status(rid).state for rid in rids} == {"resolved"}

@@ -11,15 +11,14 @@ from collections.abc import Callable
 
 import pytest
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from record_deleter.adapters.sql_engine import make_engine
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 from record_deleter.adapters.sql_store import SqlRecordStore
 from record_deleter.domain.errors import HandOffUnavailable
-from record_deleter.domain.model import RecordId, WorkflowParams
+from record_deleter.domain.model import RecordId
 from record_deleter.entrypoints.cli import main
+from tests import builders
 from tests.conftest import service_endpoint, wait_for
 from tests.support import ROOT, free_port, resonate_endpoint, resonate_server, unique
 
@@ -45,14 +44,14 @@ def broker() -> InMemoryBroker:
 def runtime(endpoint, broker):
     host, port, poll_port = endpoint
     store = InMemoryRecordStore()
-    rt = ResonateRuntime(
-        build_resonate(
+    rt = builders.runtime(
+        builders.resonate(
             "remote", host=host, store_port=port, message_source_port=poll_port, group=unique("it")
         ),
         store,
-        InMemoryCompletionPublisher(broker, "done", "failed"),
-        params=WorkflowParams(batch_size=10),
-        step_retry=StepRetry(delay=0.1),
+        builders.publisher(broker, "done", "failed"),
+        params=builders.workflow_params(batch_size=10),
+        retry=builders.step_retry(delay=0.1),
     )
     rt.start_runtime()
     rt.store = store  # type: ignore[attr-defined]
@@ -90,12 +89,12 @@ def test_status_of_an_unknown_record_reads_the_server(runtime) -> None:
 
 
 def test_unreachable_server_is_a_hand_off_error_not_a_hang(broker) -> None:
-    rt = ResonateRuntime(
-        build_resonate(
+    rt = builders.runtime(
+        builders.resonate(
             "remote", host="http://127.0.0.1", store_port="9", message_source_port="9", request_retries=1
         ),
         InMemoryRecordStore(),
-        InMemoryCompletionPublisher(broker, "done", "failed"),
+        builders.publisher(broker, "done", "failed"),
     )
     started = time.monotonic()
     with pytest.raises(HandOffUnavailable):
@@ -109,7 +108,7 @@ def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, 
     url = f"{host}:{port}"
     db = f"sqlite:///{tmp_path / 'resume.db'}"
     prepare_demo_database(db)
-    store = SqlRecordStore(make_engine(db))
+    store = builders.sql_store(db)
     rid = RecordId(unique("sleepy"))
     store.add_record(rid, 29)  # + its `records` row = 30 rows = 3 batches of 10
     group, pause = unique("grp"), "2"
@@ -148,7 +147,7 @@ def test_a_worker_whose_server_stays_away_exits_instead_of_lingering(tmp_path) -
     api, poll = free_port(), free_port()
     db = f"sqlite:///{tmp_path / 'rows.db'}"
     prepare_demo_database(db)
-    store = SqlRecordStore(make_engine(db))
+    store = builders.sql_store(db)
     rid = RecordId(unique("orphan"))
     store.add_record(rid, 200)
     sqlite = ["--aio-store-sqlite-path", str(tmp_path / "resonate.db")]
@@ -178,7 +177,7 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     host, port, poll_port = endpoint
     db = f"sqlite:///{tmp_path / 'failover.db'}"
     prepare_demo_database(db)
-    store = SqlRecordStore(make_engine(db))
+    store = builders.sql_store(db)
     rid = RecordId(unique("busy"))
     store.add_record(rid, 2999)  # + its records row = 3,000 rows = 3,000 one-row batches, pause 0
     group = unique("grp")

@@ -13,7 +13,7 @@ from resonate.errors import ResonateStoreError
 from resonate.retry_policies import Constant
 from resonate.stores import RemoteStore
 
-from record_deleter.adapters.resonate_runtime import KeepAliveRemoteStore
+from record_deleter.adapters.resonate_sdk_patches import KeepAliveRemoteStore
 from tests.conftest import service_endpoint
 from tests.support import free_port, resonate_server, unique
 

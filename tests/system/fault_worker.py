@@ -1,7 +1,7 @@
 """A worker that dies in the publish window (`python -m tests.system.fault_worker`; test-only).
 
-It is the real `record-deleter worker` (same CLI, settings, container and run loop) with one
-change: the completion publisher is wrapped so that right after a completion was confirmed by the
+It is the real `record-deleter worker` (same settings, logging, composition root and run loop)
+with one change: the completion publisher is wrapped so that right after a completion was confirmed by the
 broker the process SIGKILLs itself - the publish happened, its checkpoint (the resolved step
 promise) did not. The worker that takes the workflow over must re-run only `publish_completion`.
 """
@@ -12,12 +12,15 @@ import os
 import signal
 import sys
 
-from dependency_injector import containers, providers
+from dependency_injector import providers
 
 from record_deleter.domain.model import Completion, DeletionFailed
 from record_deleter.domain.ports import CompletionPublisher
-from record_deleter.entrypoints.cli import main
+from record_deleter.entrypoints.bootstrap import bootstrap
+from record_deleter.entrypoints.cli import configure_logging
 from record_deleter.entrypoints.containers import WorkerContainer
+from record_deleter.entrypoints.settings import load_settings
+from record_deleter.entrypoints.worker import run_worker
 
 
 class DieAfterPublish(CompletionPublisher):
@@ -37,14 +40,15 @@ class DieAfterPublish(CompletionPublisher):
         self._delegate.publish_failure(failure)
 
 
-def faulty_container() -> containers.Container:
-    container = WorkerContainer()
-    adapters = container.adapters
-    # wrap the Kafka publisher the selector would have chosen (the selector itself is overridden)
-    adapters.completion_publisher.override(providers.Singleton(DieAfterPublish, adapters._kafka_publisher))
-    return container
+def main() -> int:
+    settings = load_settings()
+    configure_logging(settings)
+    container = bootstrap(WorkerContainer, settings)
+    container.completion_publisher.override(
+        providers.Object(DieAfterPublish(container.completion_publisher()))
+    )
+    return run_worker(container)
 
 
 if __name__ == "__main__":
-    entrypoints.worker.WorkerContainer = faulty_container  # type: ignore[misc,assignment]
-    sys.exit(main(["worker"]))
+    sys.exit(main())

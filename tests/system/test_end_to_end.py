@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from record_deleter.adapters.sql_engine import make_engine
+from tests import builders
 from tests.conftest import wait_for
 from tests.support import (
     cli_env,
@@ -102,7 +102,7 @@ def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
     assert len(ids) == len(set(ids))
     assert all(isinstance(v[1], int) for v in values)
 
-    engine = make_engine(db_url)
+    engine = builders.engine(db_url)
     with engine.connect() as conn:
         left = conn.execute(
             text("select count(*) from record_rows where record_id like :p"), {"p": prefix + "%"}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from record_deleter.adapters.resonate_runtime import guard_callback_race
+from record_deleter.adapters.resonate_sdk_patches import guard_callback_race
 
 pytestmark = pytest.mark.unit
 

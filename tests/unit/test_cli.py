@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from record_deleter.entrypoints.cli import main
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
@@ -69,12 +70,10 @@ def test_seed_and_db_upgrade_on_sqlite(tmp_path, capsys: pytest.CaptureFixture[s
     assert main(["db", "upgrade"]) == 0
     assert main(["seed", "--records", "5", "--max-rows", "100", "--seed", "7"]) == 0
     assert "seeded 5 records" in capsys.readouterr().out
-    from record_deleter.adapters.sql_engine import make_engine
-    from record_deleter.adapters.sql_store import SqlRecordStore
     from record_deleter.domain.model import RecordId
 
-    engine = make_engine(url)
-    store = SqlRecordStore(engine)
+    engine = builders.engine(url)
+    store = builders.sql_store(engine)
     assert all(store.count_rows(RecordId(f"rec-{i:06d}")) > 0 for i in range(1, 6))
     engine.dispose()
 

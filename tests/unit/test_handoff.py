@@ -10,13 +10,13 @@ import pytest
 
 from record_deleter.adapters.memory_broker import (
     InMemoryBroker,
-    InMemoryDeadLetterSink,
     InMemoryRequestSource,
 )
 from record_deleter.domain.errors import BrokerUnavailable, HandOffUnavailable
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
 from record_deleter.domain.messages import OutboundMessage, encode_request
 from record_deleter.domain.model import InboundMessage, RecordId
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
@@ -132,7 +132,7 @@ def make_handoff(
     handoff = HandOff(
         source,
         starter,
-        dead_letters or InMemoryDeadLetterSink(broker, DEAD_LETTERS),  # type: ignore[arg-type]
+        dead_letters or builders.dead_letters(broker, DEAD_LETTERS),  # type: ignore[arg-type]
         budget=FAST_BUDGET,
         sleep=sleeps.append,
         poll_timeout=0.01,
@@ -276,7 +276,7 @@ def test_backpressure_pauses_at_the_bound_and_resumes_below_it(broker: InMemoryB
     handoff = HandOff(
         source,
         starter,
-        InMemoryDeadLetterSink(broker, DEAD_LETTERS),
+        builders.dead_letters(broker, DEAD_LETTERS),
         max_in_flight=2,
         budget=FAST_BUDGET,
         events=events,
@@ -316,7 +316,13 @@ def test_no_backpressure_when_unbounded(broker: InMemoryBroker) -> None:
     starter = FakeStarter()
     starter.in_flight_now = 10_000
     source = RecordingSource(InMemoryRequestSource(broker, REQUESTS, GROUP))
-    handoff = HandOff(source, starter, InMemoryDeadLetterSink(broker, DEAD_LETTERS), poll_timeout=0.01)
+    handoff = HandOff(
+        source,
+        starter,
+        builders.dead_letters(broker, DEAD_LETTERS),
+        budget=builders.budget(),
+        poll_timeout=0.01,
+    )
 
     handoff.run(until(lambda: len(starter.started) == 2))
 

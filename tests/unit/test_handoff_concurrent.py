@@ -10,13 +10,13 @@ import pytest
 
 from record_deleter.adapters.memory_broker import (
     InMemoryBroker,
-    InMemoryDeadLetterSink,
     InMemoryRequestSource,
 )
 from record_deleter.domain.errors import HandOffUnavailable
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, OffsetTracker, RetryBudget
 from record_deleter.domain.messages import encode_request
 from record_deleter.domain.model import InboundMessage, RecordId
+from tests import builders
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.unit
@@ -86,7 +86,7 @@ def make(broker: InMemoryBroker, starter: GatedStarter, concurrency: int = 8) ->
     return HandOff(
         InMemoryRequestSource(broker, REQUESTS, GROUP),
         starter,
-        InMemoryDeadLetterSink(broker, DLQ),
+        builders.dead_letters(broker, DLQ),
         concurrency=concurrency,
         budget=RetryBudget(deadline_seconds=0.05, first_delay=0.01),
         sleep=lambda _: None,
@@ -183,7 +183,9 @@ def test_a_partition_fetched_again_mid_hand_off_keeps_committing() -> None:
     source = RecordingSource()
     # the first fetch's 6 and 7 and the second fetch's finish in the order 7, 7, 6, 6; then 8, 9, 10
     starter = ScheduledStarter([0.12, 0.03, 0.16, 0.06, 0.2, 0.2, 0.2])
-    handoff = HandOff(source, starter, InMemoryDeadLetterSink(InMemoryBroker(), DLQ), concurrency=4)
+    handoff = HandOff(
+        source, starter, builders.dead_letters(InMemoryBroker(), DLQ), budget=builders.budget(), concurrency=4
+    )
     try:
         for offset in (6, 7, 6, 7, 8, 9, 10):  # 6 and 7 fetched twice before their hand-offs finished
             handoff.submit(msg(offset))

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.unit
 SCRIPT = textwrap.dedent(
     """
     import threading
-    from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+    from record_deleter.adapters.memory_broker import InMemoryBroker
     from record_deleter.adapters.memory_store import InMemoryRecordStore
-    from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+    from tests import builders
     from record_deleter.domain.model import RecordId
 
     broker = InMemoryBroker()
@@ -31,8 +31,10 @@ SCRIPT = textwrap.dedent(
     ids = [RecordId(f"r{i}") for i in range(64)]
     for rid in ids:
         store.add_record(rid, 3)
-    publisher = InMemoryCompletionPublisher(broker, "done", "failed")
-    runtime = ResonateRuntime(build_resonate("local"), store, publisher, step_retry=StepRetry(delay=0.01))
+    publisher = builders.publisher(broker, "done", "failed")
+    runtime = builders.runtime(
+        builders.resonate("local"), store, publisher, retry=builders.step_retry(delay=0.01)
+    )
     barrier = threading.Barrier(16)
     def go(chunk):
         barrier.wait()

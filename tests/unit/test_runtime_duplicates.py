@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.resonate_runtime import ResonateRuntime, build_resonate
 from record_deleter.domain.model import RecordId
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
@@ -31,8 +31,8 @@ def test_a_second_delivery_in_flight_and_one_after_completion_are_duplicates() -
     for rid in ("a", "b"):
         store.add_record(RecordId(rid), 30)
     events = Recorder()
-    runtime = ResonateRuntime(
-        build_resonate("local"), store, InMemoryCompletionPublisher(broker, "done", "failed"), events=events
+    runtime = builders.runtime(
+        builders.resonate("local"), store, builders.publisher(broker, "done", "failed"), events=events
     )
     try:
         runtime.start(RecordId("a"), 1)

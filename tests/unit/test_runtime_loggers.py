@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.resonate_runtime import ResonateRuntime, build_resonate
-from record_deleter.domain.model import RecordId, WorkflowParams
+from record_deleter.domain.model import RecordId
+from tests import builders
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.unit
@@ -27,11 +27,13 @@ def test_finished_workflows_leave_no_loggers_behind() -> None:
     ids = [RecordId(f"lg:{i}") for i in range(40)]
     for rid in ids:
         store.add_record(rid, 25)
-    runtime = ResonateRuntime(
-        build_resonate("local"),
+    runtime = builders.runtime(
+        builders.resonate("local"),
         store,
-        InMemoryCompletionPublisher(broker, "done", "failed"),
-        params=WorkflowParams(batch_size=10, pause_seconds=0, step_seconds=0),  # 3 delete steps each
+        builders.publisher(broker, "done", "failed"),
+        params=builders.workflow_params(
+            batch_size=10, pause_seconds=0, step_seconds=0
+        ),  # 3 delete steps each
     )
     try:
         for i, rid in enumerate(ids):

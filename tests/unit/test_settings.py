@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from record_deleter.entrypoints.cli import main
+from record_deleter.entrypoints.containers import kafka_client_config
 from record_deleter.entrypoints.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
@@ -77,7 +78,9 @@ def test_secret_is_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROKER_SASL_PASSWORD", "hunter2")
     s = load_settings()
     assert "hunter2" not in repr(s)
-    assert s.container_config()["broker"]["sasl_password"] == "hunter2"
+    assert s.broker.sasl_password is not None
+    assert s.broker.sasl_password.get_secret_value() == "hunter2"
+    assert kafka_client_config(s.broker).to_confluent()["sasl.password"] == "hunter2"
 
 
 def test_config_file_then_env_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry
 from record_deleter.domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from record_deleter.domain.model import BatchResult, RecordId, WorkflowParams
+from record_deleter.domain.model import BatchResult, RecordId
 from record_deleter.domain.workflow import DeletionAborted
+from tests import builders
 from tests.conftest import wait_for
 
 pytestmark = [
@@ -100,12 +101,12 @@ def harness() -> Iterator[Harness]:
         retry: StepRetry | None = None,
         store: CountingStore | None = None,
     ) -> ResonateRuntime:
-        runtime = ResonateRuntime(
-            build_resonate("local"),
+        runtime = builders.runtime(
+            builders.resonate("local"),
             store or default_store,
-            InMemoryCompletionPublisher(broker, COMPLETIONS, FAILURES),
-            params=WorkflowParams(batch_size=batch_size, pause_seconds=pause),
-            step_retry=retry or StepRetry(delay=0.01, max_delay=0.05),
+            builders.publisher(broker, COMPLETIONS, FAILURES),
+            params=builders.workflow_params(batch_size=batch_size, pause_seconds=pause),
+            retry=retry or builders.step_retry(delay=0.01, max_delay=0.05),
         )
         runtimes.append(runtime)
         return runtime
@@ -216,7 +217,9 @@ def test_a_permanent_error_is_not_retried_and_is_published_as_a_failure(harness:
         raise DeletionPlanInvalid("deletion plan names table 'nope', which does not exist")
 
     store = CountingStore(harness.rows, fault=plan_is_invalid)
-    runtime = harness.make_runtime(batch_size=10, store=store, retry=StepRetry(max_attempts=5, delay=0.01))
+    runtime = harness.make_runtime(
+        batch_size=10, store=store, retry=builders.step_retry(max_attempts=5, delay=0.01)
+    )
 
     runtime.start(rid, 3)
     with pytest.raises(DeletionAborted, match="DeletionPlanInvalid"):
@@ -243,7 +246,9 @@ def test_a_store_that_stays_down_is_retried_up_to_the_limit_then_fails(harness: 
         raise RecordStoreUnavailable("database unavailable: connection refused")
 
     store = CountingStore(harness.rows, fault=always_down)
-    runtime = harness.make_runtime(batch_size=10, store=store, retry=StepRetry(max_attempts=3, delay=0.01))
+    runtime = harness.make_runtime(
+        batch_size=10, store=store, retry=builders.step_retry(max_attempts=3, delay=0.01)
+    )
 
     runtime.start(rid, 4)
     with pytest.raises(DeletionAborted, match="RecordStoreUnavailable"):
@@ -350,10 +355,10 @@ def test_many_workflows_started_at_once_all_complete(harness: Harness) -> None:
 _STRESS_SCRIPT = textwrap.dedent(
     """
     import sys
-    from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+    from record_deleter.adapters.memory_broker import InMemoryBroker
     from record_deleter.adapters.memory_store import InMemoryRecordStore
-    from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-    from record_deleter.domain.model import RecordId, WorkflowParams
+    from record_deleter.domain.model import RecordId
+    from tests import builders
 
     n = int(sys.argv[1])
     broker = InMemoryBroker()
@@ -363,12 +368,12 @@ _STRESS_SCRIPT = textwrap.dedent(
     ids = [RecordId(f"s-{i}") for i in range(n)]
     for rid in ids:
         store.add_record(rid, 3)
-    runtime = ResonateRuntime(
-        build_resonate("local"),
+    runtime = builders.runtime(
+        builders.resonate("local"),
         store,
-        InMemoryCompletionPublisher(broker, "done", "failed"),
-        params=WorkflowParams(batch_size=10),
-        step_retry=StepRetry(delay=0.01),
+        builders.publisher(broker, "done", "failed"),
+        params=builders.workflow_params(batch_size=10),
+        retry=builders.step_retry(delay=0.01),
     )
     for offset, rid in enumerate(ids):
         runtime.start(rid, offset)

@@ -10,17 +10,19 @@ from typing import Any
 
 import pytest
 
-from record_deleter.adapters.memory_broker import InMemoryBroker, InMemoryCompletionPublisher
+from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.domain.errors import RecordStoreUnavailable
+from record_deleter.domain.events import NoEvents
 from record_deleter.domain.model import BatchResult, RecordId
 from record_deleter.domain.workflow import (
-    COMPLETION_PUBLISHER,
-    RECORD_STORE,
+    PORTS,
     DeletionAborted,
+    WorkflowPorts,
     delete_batches,
     delete_record,
 )
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
@@ -41,8 +43,7 @@ class RecordingContext:
         broker.create_topic("done")
         broker.create_topic("failed")
         self.deps = {
-            RECORD_STORE: store,
-            COMPLETION_PUBLISHER: InMemoryCompletionPublisher(broker, "done", "failed"),
+            PORTS: WorkflowPorts(store, builders.publisher(broker, "done", "failed"), NoEvents(), {}),
         }
         self.calls: list[str] = []
 
