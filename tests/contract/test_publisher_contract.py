@@ -90,7 +90,7 @@ def kafka_publisher(
 
     bootstrap = kafka_bootstrap()
     create_topics(bootstrap, {completion_topic: 3, failure_topic: 1})
-    producer = KafkaTopicWriter(KafkaClientConfig(bootstrap))
+    producer = KafkaTopicWriter(KafkaClientConfig(bootstrap), delivery_timeout=30)
     try:
         yield builders.publisher(producer, completion_topic, failure_topic), KafkaTopicReader(bootstrap)
     finally:
