@@ -2,7 +2,7 @@
 #   make demo   - the worker end to end on embedded defaults (no services to install)
 #   make test   - the whole suite: lint, types, layers, unit, integration, system
 #                 (provisions Kafka, the Resonate server and PostgreSQL on 127.0.0.1)
-.PHONY: demo test venv lint unit services-up services-down bench clean
+.PHONY: demo test venv lint unit check-wheel services-up services-down bench clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -22,6 +22,10 @@ unit: venv
 test:
 	@scripts/test.sh
 
+# the built wheel in a fresh venv outside the checkout: --version, db upgrade, demo (part of `make test`)
+check-wheel: venv
+	@scripts/check_wheel.sh
+
 services-up:
 	@scripts/services.sh up
 
@@ -32,4 +36,4 @@ bench: venv
 	@scripts/bench.sh
 
 clean:
-	rm -rf .venv .demo .services .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .demo .services .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build dist *.egg-info

@@ -5,8 +5,8 @@
 # 1. .venv (scripts/bootstrap.sh) and the benchmark-only profiler py-spy in it (if missing);
 # 2. Kafka, the Resonate server and PostgreSQL via scripts/services.sh in this run's own state
 #    dir (RECORD_DELETER_SERVICES_DIR, default a new temp dir), unless all four endpoints are
-#    given: KAFKA_BOOTSTRAP_SERVERS, RESONATE_URL + RESONATE_MESSAGE_SOURCE_PORT,
-#    DATABASE_URL_POSTGRES (then nothing is started or stopped);
+#    given: BROKER_BOOTSTRAP_SERVERS, RESONATE_URL + RESONATE_MESSAGE_SOURCE_PORT,
+#    DATABASE_URL (then nothing is started or stopped);
 # 3. python -m benchmarks.run "$@" -> benchmarks/results.json and BENCHMARKS.md;
 # 4. the services it started are stopped again (also on failure or Ctrl-C).
 # Quick mode takes about 10 minutes on 2 cores (--smoke ~2, --full an hour or more). See benchmarks/README.md.
@@ -21,14 +21,14 @@ if [[ ! -x .venv/bin/py-spy ]]; then
   .venv/bin/python -m pip install -q py-spy >&2 || echo "[bench] py-spy unavailable: the sampling profile is skipped" >&2
 fi
 
-if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" && -n "${RESONATE_URL:-}" && -n "${RESONATE_MESSAGE_SOURCE_PORT:-}" \
-      && -n "${DATABASE_URL_POSTGRES:-}" && -z "${RECORD_DELETER_SERVICES_OWNED:-}" ]]; then
-  echo "[bench] using the given services: kafka $KAFKA_BOOTSTRAP_SERVERS, resonate $RESONATE_URL" >&2
+if [[ -n "${BROKER_BOOTSTRAP_SERVERS:-}" && -n "${RESONATE_URL:-}" && -n "${RESONATE_MESSAGE_SOURCE_PORT:-}" \
+      && -n "${DATABASE_URL:-}" && -z "${RECORD_DELETER_SERVICES_OWNED:-}" ]]; then
+  echo "[bench] using the given services: kafka $BROKER_BOOTSTRAP_SERVERS, resonate $RESONATE_URL" >&2
 else
   export RECORD_DELETER_SERVICES_DIR="${RECORD_DELETER_SERVICES_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/rd-bench-services.XXXXXX")}"
   # variables from another services env (e.g. a sourced .services/env) are not ours to reuse
   if [[ -n "${RECORD_DELETER_SERVICES_OWNED:-}" ]]; then
-    unset KAFKA_BOOTSTRAP_SERVERS RESONATE_URL RESONATE_MESSAGE_SOURCE_PORT DATABASE_URL_POSTGRES \
+    unset BROKER_BOOTSTRAP_SERVERS RESONATE_URL RESONATE_MESSAGE_SOURCE_PORT DATABASE_URL \
       RECORD_DELETER_SERVICES_OWNED
   fi
   trap 'scripts/services.sh down >&2 || true' EXIT
@@ -40,8 +40,8 @@ else
     export BENCH_KAFKA_VERSION
   fi
 fi
-if [[ -n "${RESONATE_BIN:-}" ]]; then
-  BENCH_RESONATE_VERSION=$(basename "$RESONATE_BIN" | sed 's/^resonate-//')
+if [[ -n "${SERVICES_RESONATE_BIN:-}" ]]; then
+  BENCH_RESONATE_VERSION=$(basename "$SERVICES_RESONATE_BIN" | sed 's/^resonate-//')
   export BENCH_RESONATE_VERSION
 fi
 

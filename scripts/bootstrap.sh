@@ -41,11 +41,21 @@ else
   "$py" -m venv .venv
 fi
 
+# Re-install when pyproject.toml (dependencies, entry points, package layout) changed. The
+# install's output (setuptools' deprecation warnings and all) goes to .venv/install.log and is
+# shown only when the install fails.
 stamp=.venv/.installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+log=.venv/install.log
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "installing record-deleter and its dependencies into .venv" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  echo "installing record-deleter and its dependencies into .venv (log: $log)" >&2
+  rm -f "$stamp"
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip \
+         && .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]'; } >"$log" 2>&1 </dev/null; then
+    echo "---- $log ----" >&2
+    cat "$log" >&2
+    echo "FAILED: installing record-deleter into .venv (output above, also in $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi

@@ -3,8 +3,8 @@
 #   kafka     Apache Kafka 4.x, single-node KRaft, jars resolved from Maven Central
 #             (scripts/kafka/pom.xml)
 #   resonate  the Resonate server (Go module github.com/resonatehq/resonate),
-#             SQLite store in .services/resonate/ (RESONATE_STORE=postgres: the
-#             PostgreSQL below, database "resonate")
+#             SQLite store in .services/resonate/ (SERVICES_RESONATE_STORE=postgres:
+#             the PostgreSQL below, database "resonate")
 #   postgres  a throwaway PostgreSQL cluster in a temp dir
 #
 # Usage:
@@ -15,19 +15,37 @@
 #   scripts/services.sh restart NAME [--kill]
 #   scripts/services.sh restart-resonate
 #   scripts/services.sh status | env
+#   scripts/services.sh resonate-cmd --dir DIR --api PORT --poll PORT [--metrics PORT]
+#                       [--postgres postgresql://USER:PASSWORD@HOST:PORT/DB] [--bin PATH]
+#       print, one argument a line, the command that runs a private Resonate server with
+#       the flags `up` uses (SQLite store DIR/resonate.db unless --postgres). The server's
+#       flags are written here only (docker-compose.yml has its own copy).
 #
-# `up` writes .services/env (source it). A service whose variable is already set
-# in the environment is external: not started, its value passed through:
-#   kafka:    KAFKA_BOOTSTRAP_SERVERS
+# `up` writes .services/env; `source .services/env` and record-deleter (any command)
+# talks to these services. It exports the names record-deleter reads:
+#   BROKER_BOOTSTRAP_SERVERS                     kafka    (host:port)
+#   RESONATE_URL, RESONATE_MESSAGE_SOURCE_PORT   resonate (http://host:port, port)
+#   DATABASE_URL                                 postgres (postgresql+psycopg://...)
+# the libpq names, so plain `psql` opens the application database:
+#   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE
+# and, outside the application's namespaces, what was provisioned:
+#   SERVICES_RESONATE_BIN (server binary), SERVICES_RESONATE_STORE (sqlite|postgres),
+#   SERVICES_RESONATE_POSTGRES_URL (its store, postgres only), RECORD_DELETER_SERVICES_OWNED.
+# A service whose variable is already set in the environment is external: not
+# started, its value passed through:
+#   kafka:    BROKER_BOOTSTRAP_SERVERS
 #   resonate: RESONATE_URL and RESONATE_MESSAGE_SOURCE_PORT
-#   postgres: DATABASE_URL_POSTGRES
+#   postgres: DATABASE_URL (must be a postgresql URL)
 # (values that came from sourcing an earlier .services/env are not external:
 #  RECORD_DELETER_SERVICES_OWNED lists those.)
 #
-# Knobs: RECORD_DELETER_CACHE (default ~/.cache/record-deleter: Maven repo, Kafka
-# jars, resonate binary), KAFKA_VERSION, RESONATE_VERSION, RESONATE_STORE=sqlite|
-# postgres, RESONATE_LOG_LEVEL, SERVICES_READY_TIMEOUT (s, default 120),
-# SERVICES_STOP_TIMEOUT (s, graceful stop, 30), SERVICES_DOWN_TIMEOUT (s, 10),
+# Knobs (provisioning only, so none in record-deleter's BROKER_/DATABASE_/RESONATE_/
+# WORKFLOW_/WORKER_ namespaces): RECORD_DELETER_CACHE (default ~/.cache/record-deleter:
+# Maven repo, Kafka jars, resonate binary), SERVICES_KAFKA_VERSION,
+# SERVICES_RESONATE_VERSION, SERVICES_RESONATE_STORE=sqlite|postgres,
+# SERVICES_RESONATE_LOG_LEVEL (info), SERVICES_RESONATE_POLL_TTC (10s: a task sent to a
+# worker that died before claiming it is re-sent after this), SERVICES_READY_TIMEOUT (s,
+# default 120), SERVICES_STOP_TIMEOUT (s, graceful stop, 30), SERVICES_DOWN_TIMEOUT (s, 10),
 # PG_BIN (dir with initdb/postgres/pg_ctl), RECORD_DELETER_SERVICES_DIR (state dir,
 # default .services; give each concurrent user its own). Logs: .services/<name>.log.
 set -euo pipefail
@@ -44,7 +62,7 @@ KAFKA_PROBE_TOPIC="services-readiness-probe"
 RESONATE_MODULE="github.com/resonatehq/resonate"
 # v0.8.2 is the newest tag the Go proxy serves here whose HTTP API matches
 # resonate-sdk 0.6.7 (v0.7.0 requires task.recv on POST /promises/task).
-RESONATE_VERSION="${RESONATE_VERSION:-v0.8.2}"
+RESONATE_VERSION="${SERVICES_RESONATE_VERSION:-v0.8.2}"
 PG_USER=record_deleter
 PG_PASSWORD=record_deleter
 PG_DB=record_deleter
@@ -103,7 +121,7 @@ on_exit() {
     REPORTED=1
     cleanup_started
     printf '[services] FAILED %s: interrupted or unexpected error (exit %s) -- see %s\n' \
-      "$CURRENT" "$rc" ".services/$CURRENT.log" >&2
+      "$CURRENT" "$rc" "${SVC#"$REPO"/}/$CURRENT.log" >&2
   fi
 }
 trap on_exit EXIT
@@ -181,14 +199,16 @@ write_state() { # SERVICE VAR...  (values taken from the current shell)
 load_state() { local f; f=$(statef "$1"); [[ -f "$f" ]] || return 1; # shellcheck disable=SC1090
   source "$f"; }
 
+mask_url() { sed 's#\(://[^:/@]*:\)[^@]*@#\1***@#' <<<"$1"; }   # hide a URL's password
+
 is_owned_env() { [[ " ${RECORD_DELETER_SERVICES_OWNED:-} " == *" $1 "* ]]; }
 
 external_for() { # SERVICE -> 0 if provided from outside
   is_owned_env "$1" && return 1
   case "$1" in
-    kafka) [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]] ;;
+    kafka) [[ -n "${BROKER_BOOTSTRAP_SERVERS:-}" ]] ;;
     resonate) [[ -n "${RESONATE_URL:-}" && -n "${RESONATE_MESSAGE_SOURCE_PORT:-}" ]] ;;
-    postgres) [[ -n "${DATABASE_URL_POSTGRES:-}" ]] ;;
+    postgres) [[ -n "${DATABASE_URL:-}" ]] ;;
   esac
 }
 
@@ -196,34 +216,29 @@ external_for() { # SERVICE -> 0 if provided from outside
 write_env() {
   local f="$SVC/env" owned="" s
   {
-    echo "# written by scripts/services.sh; source it: . .services/env"
+    echo "# written by scripts/services.sh; source it: . ${f#"$REPO"/}"
+    echo "# endpoints, under the names record-deleter reads; PG*: libpq's (psql);"
+    echo "# SERVICES_*: what was provisioned (not read by record-deleter)"
     if (load_state kafka) 2>/dev/null; then (
       load_state kafka
       if [[ "$KAFKA_EXTERNAL" == 1 ]]; then
-        printf 'export KAFKA_BOOTSTRAP_SERVERS=%q\n' "$KAFKA_EXT_BOOTSTRAP"
+        printf 'export BROKER_BOOTSTRAP_SERVERS=%q\n' "$KAFKA_EXT_BOOTSTRAP"
       else
-        printf 'export KAFKA_BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$KAFKA_PORT"
+        printf 'export BROKER_BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$KAFKA_PORT"
       fi
     ); fi
     if (load_state resonate) 2>/dev/null; then (
       load_state resonate
       if [[ "$RESONATE_EXTERNAL" == 1 ]]; then
         printf 'export RESONATE_URL=%q\n' "$RESONATE_EXT_URL"
-        printf 'export RESONATE_HOST=%q\n' "$RESONATE_EXT_HOST"
-        printf 'export RESONATE_STORE_PORT=%q\n' "$RESONATE_EXT_STORE_PORT"
         printf 'export RESONATE_MESSAGE_SOURCE_PORT=%q\n' "$RESONATE_EXT_MSG_PORT"
       else
         printf 'export RESONATE_URL=%q\n' "http://127.0.0.1:$RESONATE_API_PORT"
-        printf 'export RESONATE_HOST=%q\n' "http://127.0.0.1"
-        printf 'export RESONATE_STORE_PORT=%q\n' "$RESONATE_API_PORT"
         printf 'export RESONATE_MESSAGE_SOURCE_PORT=%q\n' "$RESONATE_POLL_PORT"
-        # the names resonate-sdk itself reads when store_port/message_source_port are not passed
-        printf 'export RESONATE_PORT_STORE=%q\n' "$RESONATE_API_PORT"
-        printf 'export RESONATE_PORT_MESSAGE_SOURCE=%q\n' "$RESONATE_POLL_PORT"
-        printf 'export RESONATE_STORE=%q\n' "$RESONATE_STORE_KIND"
-        printf 'export RESONATE_BIN=%q\n' "$RESONATE_BIN"
+        printf 'export SERVICES_RESONATE_BIN=%q\n' "$RESONATE_BIN"
+        printf 'export SERVICES_RESONATE_STORE=%q\n' "$RESONATE_STORE_KIND"
         if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
-          printf 'export RESONATE_POSTGRES_URL=%q\n' \
+          printf 'export SERVICES_RESONATE_POSTGRES_URL=%q\n' \
             "postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$RESONATE_PG_PORT/$PG_RESONATE_DB"
         fi
       fi
@@ -231,11 +246,11 @@ write_env() {
     if (load_state postgres) 2>/dev/null; then (
       load_state postgres
       if [[ "$POSTGRES_EXTERNAL" == 1 ]]; then
-        printf 'export DATABASE_URL_POSTGRES=%q\n' "$POSTGRES_EXT_URL"
+        printf 'export DATABASE_URL=%q\n' "$POSTGRES_EXT_URL"
       else
-        printf 'export DATABASE_URL_POSTGRES=%q\n' \
+        printf 'export DATABASE_URL=%q\n' \
           "postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
-        printf 'export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=%q POSTGRES_USER=%q POSTGRES_PASSWORD=%q POSTGRES_DB=%q\n' \
+        printf 'export PGHOST=127.0.0.1 PGPORT=%q PGUSER=%q PGPASSWORD=%q PGDATABASE=%q\n' \
           "$PG_PORT" "$PG_USER" "$PG_PASSWORD" "$PG_DB"
       fi
     ); fi
@@ -253,7 +268,7 @@ write_env() {
 kafka_provision() {
   local log key jars tmp t mvnargs=() ver
   log=$(logf kafka); t=$(t0)
-  ver="${KAFKA_VERSION:-}"
+  ver="${SERVICES_KAFKA_VERSION:-}"
   [[ -n "$ver" ]] && mvnargs+=("-Dkafka.version=$ver")
   key=$( { cat "$KAFKA_POM"; echo "$ver"; } | sha256sum | cut -c1-16)
   jars="$CACHE/kafka/jars-$key"
@@ -441,15 +456,15 @@ for r in json.load(sys.stdin).get("Replace") or []:
 resonate_init() {
   local dir="$SVC/resonate"
   rm -rf "$dir"; mkdir -p "$dir"
-  : >"$dir/resonate.yaml"   # explicit empty config: never pick up ./resonate.yaml or ~/resonate.yaml
+  : >"$dir/resonate.yaml"   # the explicit empty config resonate_cmd passes
   free_port RESONATE_API_PORT; free_port RESONATE_POLL_PORT; free_port RESONATE_METRICS_PORT
-  RESONATE_STORE_KIND="${RESONATE_STORE:-sqlite}"
+  RESONATE_STORE_KIND="${SERVICES_RESONATE_STORE:-sqlite}"
   RESONATE_PG_PORT=""
   case "$RESONATE_STORE_KIND" in
     sqlite) ;;
     postgres)
       (load_state postgres && [[ "$POSTGRES_EXTERNAL" == 0 ]]) 2>/dev/null \
-        || fail resonate "RESONATE_STORE=postgres needs the PostgreSQL started by this script (unset DATABASE_URL_POSTGRES)"
+        || fail resonate "SERVICES_RESONATE_STORE=postgres needs the PostgreSQL started by this script (unset DATABASE_URL)"
       RESONATE_PG_PORT=$(load_state postgres && echo "$PG_PORT")
       # fresh store per up, like the SQLite file
       local out
@@ -458,43 +473,94 @@ DROP DATABASE IF EXISTS $PG_RESONATE_DB WITH (FORCE);
 CREATE DATABASE $PG_RESONATE_DB OWNER $PG_USER;
 EOF
       ) || fail resonate "could not reset database $PG_RESONATE_DB: $out" ;;
-    *) fail resonate "RESONATE_STORE must be sqlite or postgres, not '$RESONATE_STORE_KIND'" ;;
+    *) fail resonate "SERVICES_RESONATE_STORE must be sqlite or postgres, not '$RESONATE_STORE_KIND'" ;;
   esac
   RESONATE_EXTERNAL=0
   write_state resonate RESONATE_EXTERNAL RESONATE_BIN RESONATE_API_PORT RESONATE_POLL_PORT \
     RESONATE_METRICS_PORT RESONATE_STORE_KIND RESONATE_PG_PORT
 }
 
-resonate_launch() {
-  local dir="$SVC/resonate" log
-  log=$(logf resonate)
-  local cmd=("$RESONATE_BIN" serve
-    --config "$dir/resonate.yaml"
-    --api-http-addr "127.0.0.1:$RESONATE_API_PORT"
-    --system-url "http://127.0.0.1:$RESONATE_API_PORT"
-    --aio-poll-addr "127.0.0.1:$RESONATE_POLL_PORT"
+# resonate_cmd BIN DIR API_PORT POLL_PORT METRICS_PORT [PG_HOST PG_PORT PG_USER PG_PASSWORD PG_DB]
+# -> RESONATE_CMD: the server's command line (the only place its flags are written, but for
+# docker-compose.yml). DIR holds its (empty) config file and, without PG_*, its SQLite store.
+resonate_cmd() {
+  local bin="$1" dir="$2" api="$3" poll="$4" metrics="$5"
+  RESONATE_CMD=("$bin" serve
+    --config "$dir/resonate.yaml"   # explicit empty config: never ./resonate.yaml or ~/resonate.yaml
+    --api-http-addr "127.0.0.1:$api"
+    --system-url "http://127.0.0.1:$api"
+    --aio-poll-addr "127.0.0.1:$poll"
     --api-grpc-enable=false
-    --metrics-addr "127.0.0.1:$RESONATE_METRICS_PORT"
+    --metrics-addr "127.0.0.1:$metrics"
     --api-http-timeout 2s
     --aio-poll-timeout 1s
-    --aio-poll-ttc "${RESONATE_POLL_TTC:-10s}"
-    --log-level "${RESONATE_LOG_LEVEL:-info}")
-  if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
-    cmd+=(--aio-store-sqlite-enable=false
+    # a task sent to a worker that died before claiming it is re-sent after this (default 1m)
+    --aio-poll-ttc "${SERVICES_RESONATE_POLL_TTC:-10s}"
+    --log-level "${SERVICES_RESONATE_LOG_LEVEL:-info}")
+  if (($# > 5)); then
+    RESONATE_CMD+=(--aio-store-sqlite-enable=false
       --aio-store-postgres-enable
-      --aio-store-postgres-host 127.0.0.1
-      --aio-store-postgres-port "$RESONATE_PG_PORT"
-      --aio-store-postgres-username "$PG_USER"
-      --aio-store-postgres-password "$PG_PASSWORD"
-      --aio-store-postgres-database "$PG_RESONATE_DB"
+      --aio-store-postgres-host "$6"
+      --aio-store-postgres-port "$7"
+      --aio-store-postgres-username "$8"
+      --aio-store-postgres-password "$9"
+      --aio-store-postgres-database "${10}"
       --aio-store-postgres-query sslmode=disable)
   else
-    cmd+=(--aio-store-sqlite-path "$dir/resonate.db")
+    RESONATE_CMD+=(--aio-store-sqlite-path "$dir/resonate.db")
   fi
+}
+
+resonate_launch() {
+  local dir="$SVC/resonate" log pg=()
+  log=$(logf resonate)
+  if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
+    pg=(127.0.0.1 "$RESONATE_PG_PORT" "$PG_USER" "$PG_PASSWORD" "$PG_RESONATE_DB")
+  fi
+  resonate_cmd "$RESONATE_BIN" "$dir" "$RESONATE_API_PORT" "$RESONATE_POLL_PORT" "$RESONATE_METRICS_PORT" "${pg[@]}"
+  local cmd=("${RESONATE_CMD[@]}")
   printf '\n== %s\n' "start $(date -Is): ${cmd[*]}" >>"$log"
   printf '%q ' "${cmd[@]}" >"$SVC/resonate.cmd"; echo >>"$SVC/resonate.cmd"
   (cd "$dir" && exec setsid "${cmd[@]}") >>"$log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidf resonate)"
+}
+
+# resonate-cmd: print a private server's command line, one argument a line (see the header).
+cmd_resonate_cmd() {
+  local dir="" api="" poll="" metrics="" pgurl="" bin="${SERVICES_RESONATE_BIN:-}" pg=() a
+  while (($#)); do
+    case "$1" in
+      --dir | --api | --poll | --metrics | --postgres | --bin)
+        [[ $# -ge 2 ]] || { say "resonate-cmd: $1 needs a value"; exit 2; }
+        case "$1" in
+          --dir) dir="$2" ;; --api) api="$2" ;; --poll) poll="$2" ;; --metrics) metrics="$2" ;;
+          --postgres) pgurl="$2" ;; --bin) bin="$2" ;;
+        esac
+        shift 2 ;;
+      *) say "resonate-cmd: unknown argument '$1'"; exit 2 ;;
+    esac
+  done
+  [[ -n "$dir" && -n "$api" && -n "$poll" ]] || { say "resonate-cmd: --dir, --api and --poll are required"; exit 2; }
+  for a in "$api" "$poll" "$metrics"; do
+    [[ -z "$a" || "$a" =~ ^[0-9]+$ ]] || { say "resonate-cmd: '$a' is not a port"; exit 2; }
+  done
+  [[ -n "$metrics" ]] || free_port metrics
+  [[ -n "$bin" ]] || bin="$CACHE/bin/resonate-$RESONATE_VERSION"
+  [[ -x "$bin" ]] || { say "resonate-cmd: no server binary at $bin (run 'scripts/services.sh up resonate' once, or pass --bin)"; exit 1; }
+  if [[ -n "$pgurl" ]]; then
+    mapfile -t pg < <(python3 -c '
+import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+if not p.scheme.startswith("postgres") or not p.hostname or not p.path.strip("/"):
+    sys.exit(1)
+for v in (p.hostname, p.port or 5432, u.unquote(p.username or ""), u.unquote(p.password or ""), p.path.strip("/")):
+    print(v)' "$pgurl") && ((${#pg[@]} == 5)) \
+      || { say "resonate-cmd: --postgres must be postgresql://USER:PASSWORD@HOST:PORT/DB"; exit 2; }
+  fi
+  mkdir -p "$dir"
+  [[ -f "$dir/resonate.yaml" ]] || : >"$dir/resonate.yaml"
+  resonate_cmd "$bin" "$(cd "$dir" && pwd)" "$api" "$poll" "$metrics" "${pg[@]}"
+  printf '%s\n' "${RESONATE_CMD[@]}"
 }
 
 resonate_wait() {
@@ -621,20 +687,18 @@ pg_stop() { # [kill]
 set_external() {
   case "$1" in
     kafka)
-      KAFKA_EXTERNAL=1; KAFKA_EXT_BOOTSTRAP="$KAFKA_BOOTSTRAP_SERVERS"
+      KAFKA_EXTERNAL=1; KAFKA_EXT_BOOTSTRAP="$BROKER_BOOTSTRAP_SERVERS"
       write_state kafka KAFKA_EXTERNAL KAFKA_EXT_BOOTSTRAP
-      say "kafka: external, KAFKA_BOOTSTRAP_SERVERS=$KAFKA_EXT_BOOTSTRAP (not started)" ;;
+      say "kafka: external, BROKER_BOOTSTRAP_SERVERS=$KAFKA_EXT_BOOTSTRAP (not started)" ;;
     resonate)
       RESONATE_EXTERNAL=1; RESONATE_EXT_URL="$RESONATE_URL"
       RESONATE_EXT_MSG_PORT="$RESONATE_MESSAGE_SOURCE_PORT"
-      RESONATE_EXT_HOST="${RESONATE_HOST:-$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(f"{p.scheme}://{p.hostname}")' "$RESONATE_URL")}"
-      RESONATE_EXT_STORE_PORT="${RESONATE_STORE_PORT:-$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p.port or (443 if p.scheme=="https" else 80))' "$RESONATE_URL")}"
-      write_state resonate RESONATE_EXTERNAL RESONATE_EXT_URL RESONATE_EXT_MSG_PORT RESONATE_EXT_HOST RESONATE_EXT_STORE_PORT
+      write_state resonate RESONATE_EXTERNAL RESONATE_EXT_URL RESONATE_EXT_MSG_PORT
       say "resonate: external, RESONATE_URL=$RESONATE_EXT_URL RESONATE_MESSAGE_SOURCE_PORT=$RESONATE_EXT_MSG_PORT (not started)" ;;
     postgres)
-      POSTGRES_EXTERNAL=1; POSTGRES_EXT_URL="$DATABASE_URL_POSTGRES"
+      POSTGRES_EXTERNAL=1; POSTGRES_EXT_URL="$DATABASE_URL"
       write_state postgres POSTGRES_EXTERNAL POSTGRES_EXT_URL
-      say "postgres: external, DATABASE_URL_POSTGRES set (not started)" ;;
+      say "postgres: external, DATABASE_URL=$(mask_url "$DATABASE_URL") (not started)" ;;
   esac
 }
 
@@ -704,9 +768,9 @@ cmd_up() {
   local want=("$@") s t_all t list=()
   ((${#want[@]})) || want=("${ALL_SERVICES[@]}")
   validate_names "${want[@]}"
-  if [[ " ${want[*]} " == *" resonate "* && "${RESONATE_STORE:-sqlite}" == postgres \
+  if [[ " ${want[*]} " == *" resonate "* && "${SERVICES_RESONATE_STORE:-sqlite}" == postgres \
         && " ${want[*]} " != *" postgres "* ]] && ! external_for resonate; then
-    say "resonate: RESONATE_STORE=postgres, so postgres comes up too"
+    say "resonate: SERVICES_RESONATE_STORE=postgres, so postgres comes up too"
     want+=(postgres)
   fi
   mapfile -t list < <(ordered "${want[@]}")
@@ -715,6 +779,9 @@ cmd_up() {
   for s in "${list[@]}"; do
     CURRENT="$s"
     if external_for "$s"; then
+      if [[ "$s" == postgres && "$DATABASE_URL" != postgresql* ]]; then
+        fail postgres "DATABASE_URL is set to $(mask_url "$DATABASE_URL"), not a postgresql URL: unset it to start PostgreSQL here, or point it at the PostgreSQL to use"
+      fi
       down_service "$s" quiet
       set_external "$s"; continue
     fi
@@ -741,7 +808,8 @@ cmd_up() {
   write_env
   STARTED_NOW=()
   say "up done in $(since "$t_all"); env: ${SVC#"$REPO"/}/env"
-  sed -n 's/^export /[services]   /p' "$SVC/env" | sed 's/PASSWORD=[^ ]*/PASSWORD=***/' >&2
+  sed -n 's/^export /[services]   /p' "$SVC/env" \
+    | sed -e 's/PASSWORD=[^ ]*/PASSWORD=***/' -e 's#\(://[^:/@]*:\)[^@]*@#\1***@#' >&2
 }
 
 cmd_down() {
@@ -776,7 +844,8 @@ cmd_status() {
 main() {
   local action="${1:-}"; shift || true
   case "$action" in up | down | stop | start | restart | restart-resonate | status | env) ;;
-    *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    resonate-cmd) cmd_resonate_cmd "$@"; return 0 ;;   # no state dir, no lock
+    *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
   mkdir -p "$SVC"
   [[ -f "$SVC/.gitignore" ]] || echo '*' >"$SVC/.gitignore"
