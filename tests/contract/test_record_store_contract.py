@@ -43,7 +43,7 @@ _postgres_engine: dict[str, Engine] = {}
 
 def _postgres_engine_once() -> Engine:
     """Migrate the shared database once per session and reuse one engine (a pool)."""
-    url = service_endpoint("DATABASE_URL_POSTGRES", "PostgreSQL")
+    url = service_endpoint("DATABASE_URL", "PostgreSQL")
     with _postgres_lock:
         if url not in _postgres_engine:
             prepare_demo_database(url)

@@ -45,7 +45,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh database per test, so the stairway never touches the shared one."""
-    server = make_url(service_endpoint("DATABASE_URL_POSTGRES", "PostgreSQL"))
+    server = make_url(service_endpoint("DATABASE_URL", "PostgreSQL"))
     name = f"stairway_{uuid.uuid4().hex[:16]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
