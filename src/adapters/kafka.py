@@ -243,14 +243,22 @@ class KafkaRequestProducer:
         self._producer = Producer({**client.to_confluent(), "enable.idempotence": True, "linger.ms": 5})
         self._errors: list[str] = []
 
-    def send(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 self._errors.append(err.str())
 
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers), on_delivery=on_delivery
+                )
                 break
             except BufferError:
                 self._producer.poll(0.1)
@@ -292,7 +300,11 @@ class KafkaTopicAdmin:
         return outcome
 
     def partitions(self, topic: str) -> int:
-        meta = self._admin.list_topics(topic, timeout=10)
+        """Partitions of `topic` (0: it does not exist); raises BrokerUnavailable when unreachable."""
+        try:
+            meta = self._admin.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot reach the brokers: {exc.args[0].str()}") from exc
         t = meta.topics.get(topic)
         if t is None or t.error is not None:
             return 0

@@ -191,8 +191,14 @@ class InMemoryRequestProducer:
     def __init__(self, broker: InMemoryBroker) -> None:
         self._broker = broker
 
-    def send(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
-        self._broker.produce(topic, value, key)
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
+        self._broker.produce(topic, value, key, headers)
 
     def flush(self, timeout: float = 30.0) -> None:
         return None

@@ -8,25 +8,41 @@ promise synchronously before returning. The SDK's bugs are worked around in
 
 from __future__ import annotations
 
+import base64
 import functools
+import http.client
 import logging
 import sys
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from resonate import Resonate
 from resonate.errors import ResonateStoreError
 from resonate.message_sources import Poller
-from resonate.options import Options
 from resonate.retry_policies import Constant, Exponential
 
-from ..domain.errors import DeletionPlanInvalid, HandOffUnavailable, InvalidRecordId, RuntimeStopped
+from ..domain.errors import (
+    DeletionPlanInvalid,
+    DeletionRejected,
+    HandOffUnavailable,
+    InvalidRecordId,
+    RuntimeStopped,
+)
 from ..domain.events import Events
-from ..domain.model import RecordId, WorkflowParams, workflow_id
+from ..domain.model import InboundMessage, RecordId, WorkflowParams, attempt_promise_id
 from ..domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
-from ..domain.workflow import PORTS, WORKFLOW_NAME, WorkflowPorts, delete_record, workflow_args
+from ..domain.workflow import (
+    ATTEMPT_WORKFLOW,
+    PORTS,
+    REQUEST_WORKFLOW,
+    WorkflowPorts,
+    answer_request,
+    delete_attempt,
+    request_args,
+)
 from .resonate_sdk_patches import (
     KeepAliveRemoteStore,
     ThreadSafeLocalStore,
@@ -36,32 +52,53 @@ from .resonate_sdk_patches import (
     sdk_shut_down,
 )
 
+# Retrying cannot fix these: the attempt fails at once (and says why).
+PERMANENT_ERRORS = (DeletionPlanInvalid, DeletionRejected, InvalidRecordId)
+
 
 @dataclass(frozen=True, slots=True)
 class StepRetry:
-    """Retry policy of every step: exponential backoff, `max_attempts` in all (0 = unbounded)."""
+    """Retry policy of every step: exponential backoff up to `max_delay`, without limit.
 
-    max_attempts: int
+    Transient trouble (database or broker unreachable, a lock timeout) must never end a record as
+    failed: the step keeps waiting, visible in the `store_error` event and metric. Only the
+    permanent errors below fail an attempt at once.
+    """
+
     delay: float
     max_delay: float
     factor: float = 2.0
 
     def options(self) -> dict[str, Any]:
-        retries = sys.maxsize if self.max_attempts <= 0 else self.max_attempts - 1
         return {
             "retry_policy": Exponential(
-                delay=self.delay, factor=self.factor, max_delay=self.max_delay, max_retries=retries
+                delay=self.delay, factor=self.factor, max_delay=self.max_delay, max_retries=sys.maxsize
             ),
-            # Retrying cannot fix these; fail the workflow at once.
-            "non_retryable_exceptions": (DeletionPlanInvalid, InvalidRecordId),
+            "non_retryable_exceptions": PERMANENT_ERRORS,
         }
 
 
-@dataclass(frozen=True, slots=True)
-class WorkflowStatus:
-    record_id: str
-    state: str  # unknown | pending | resolved | rejected | canceled | timedout
-    detail: Any = None
+def probe_server(url: str, auth: tuple[str, str] | None, timeout: float = 5.0) -> str | None:
+    """None if the Resonate server at `url` answers its API (with these credentials), else why not."""
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    headers = {}
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    try:
+        conn.request("GET", f"{parts.path.rstrip('/')}/promises/record-deleter-probe", headers=headers)
+        status = conn.getresponse().status
+    except OSError as exc:
+        return f"cannot connect ({type(exc).__name__}: {exc})"
+    finally:
+        conn.close()
+    if status in (401, 403):
+        return f"refused the credentials (HTTP {status}); check RESONATE_USERNAME and RESONATE_PASSWORD"
+    if status in (200, 404):
+        return None
+    return f"answered HTTP {status}"
 
 
 def build_resonate(
@@ -110,7 +147,7 @@ def build_resonate(
 
 
 class ResonateRuntime(WorkflowStarter):
-    """Starts, tracks and reports the deletion workflows of this process."""
+    """Starts and tracks the request workflows of this process (and runs any workflow it is sent)."""
 
     def __init__(
         self,
@@ -121,21 +158,27 @@ class ResonateRuntime(WorkflowStarter):
         params: WorkflowParams,
         step_retry: StepRetry,
         events: Events,
+        namespace: str,
         target: str | None,
     ) -> None:
         self._resonate = resonate
         self._events = events
         self._params = params
+        self._namespace = namespace
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
-        resonate.set_dependency(PORTS, WorkflowPorts(store, publisher, events, step_retry.options()))
+        resonate.set_dependency(
+            PORTS, WorkflowPorts(store, publisher, events, step_retry.options(), namespace, target)
+        )
         self._created = observe_creation(resonate)
         # The domain's DurableContext is a structural subset of resonate's Context.
-        self._workflow = resonate.register(cast(Any, delete_record), name=WORKFLOW_NAME)
+        self._workflow = resonate.register(cast(Any, answer_request), name=REQUEST_WORKFLOW)
+        resonate.register(cast(Any, delete_attempt), name=ATTEMPT_WORKFLOW)
         if target:
             # Without a target the root promise is tagged `poll://any@default`: when its worker
             # dies mid-step, the server re-dispatches the task to a group nobody polls and no
-            # other worker ever resumes it. Route recovery to the workers' own group.
+            # other worker ever resumes it. Route recovery to the workers' own group (attempt
+            # workflows get the same target from WorkflowPorts).
             self._workflow.options(target=target)
         self._started = False
         self._start_lock = threading.Lock()
@@ -162,63 +205,53 @@ class ResonateRuntime(WorkflowStarter):
         """
         return not (self._started and sdk_shut_down(self._resonate))
 
-    def start(self, record_id: RecordId, offset: int) -> None:
+    def request_key(self, message: InboundMessage) -> str:
+        """The durable id of the workflow answering `message`."""
+        return message.ref.key(self._namespace)
+
+    def start(self, record_id: RecordId, message: InboundMessage) -> None:
         self.start_runtime()
         if not self.healthy():
             raise RuntimeStopped("the Resonate runtime shut down after a store error; restart the worker")
+        key = self.request_key(message)
         try:
-            handle = self._workflow.begin_run(
-                workflow_id(record_id), *workflow_args(record_id, offset, self._params)
-            )
+            handle = self._workflow.begin_run(key, *request_args(record_id, message.ref, self._params))
         except ResonateStoreError as exc:
             raise HandOffUnavailable(f"resonate: {exc}") from exc
         if not self._created.fresh:
-            # The promise existed: a duplicate delivery (in flight here or elsewhere, or done).
-            self._events.emit("duplicate", record_id=record_id.value, offset=offset)
+            # The promise existed: this very message was delivered before (in flight or answered).
+            self._events.emit(
+                "duplicate", record_id=record_id.value, partition=message.partition, offset=message.offset
+            )
         with self._lock:
             self._handles[handle.id] = handle
         # Subscribing makes the future resolve even when another worker runs the workflow (a
         # duplicate, or one recovered elsewhere); the callback keeps `in_flight` O(1).
         handle.done()
-        handle.future.add_done_callback(functools.partial(self._finished, handle.id))
+        handle.future.add_done_callback(functools.partial(self._finished, handle.id, record_id))
 
-    def _finished(self, key: str, _future: object = None) -> None:
+    def _finished(self, key: str, record_id: RecordId, future: Any = None) -> None:
         with self._lock:
             self._handles.pop(key, None)
         forget_loggers(key)
+        try:
+            attempt = int(future.result()["attempt"]) if future is not None else 0
+        except Exception:  # a failed request workflow: nothing more to forget
+            return
+        if attempt:
+            forget_loggers(attempt_promise_id(self._namespace, record_id, attempt))
 
     def in_flight(self) -> int:
         with self._lock:
             return len(self._handles)
 
-    def wait(self, record_id: RecordId, timeout: float | None = None) -> Any:
-        """Block until the record's workflow completes; returns its result or raises its error."""
+    def wait(self, key: str, timeout: float | None = None) -> Any:
+        """Block until the request workflow `key` completes; returns its result or raises its error."""
         with self._lock:
-            handle = self._handles.get(workflow_id(record_id))
+            handle = self._handles.get(key)
         if handle is None:
-            handle = self._resonate.get(workflow_id(record_id))
+            handle = self._resonate.get(key)
         return handle.result(timeout)
-
-    def status(self, record_id: RecordId) -> WorkflowStatus:
-        try:
-            promise = self._resonate.promises.get(workflow_id(record_id))
-        except ResonateStoreError as exc:
-            if getattr(exc, "code", None) in (40400, 404) or "not found" in str(exc).lower():
-                return WorkflowStatus(record_id.value, "unknown")
-            raise HandOffUnavailable(f"resonate: {exc}") from exc
-        state = {
-            "PENDING": "pending",
-            "RESOLVED": "resolved",
-            "REJECTED": "rejected",
-            "REJECTED_CANCELED": "canceled",
-            "REJECTED_TIMEDOUT": "timedout",
-        }[promise.state]
-        detail: Any = None
-        if promise.completed:
-            outcome = promise.result(Options().get_encoder())
-            value = outcome.value
-            detail = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else value
-        return WorkflowStatus(record_id.value, state, detail)
 
     def stop(self) -> None:
         if self._started:

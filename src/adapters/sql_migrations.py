@@ -11,10 +11,12 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
 
 from .sql_engine import make_engine
-from .sql_schema import create_demo_tables
+from .sql_schema import VERSION_TABLE, create_demo_tables
 
 
 def alembic_config(url: str) -> Config:
@@ -32,6 +34,13 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The project's schema revision in the database (None: never migrated)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
 
 
 def current_head() -> str:

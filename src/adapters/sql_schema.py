@@ -33,6 +33,37 @@ deletion_audit = Table(
     Column("record_id", String(128), nullable=False, index=True),
     Column("rows_deleted", Integer, nullable=False),
     Column("deleted_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+)
+
+# One row per deletion attempt of a record; at most one of a record's attempts is `running`.
+deletion_attempts = Table(
+    "deletion_attempts",
+    metadata,
+    Column("record_id", String(128), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("rows_deleted", BigInteger, nullable=True),
+    Column("batches", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+# One row per distinct request message, with the attempt that answers it.
+deletion_requests = Table(
+    "deletion_requests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_key", String(600), nullable=False, unique=True),
+    Column("record_id", String(128), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("message_timestamp", BigInteger, nullable=True),
+    Column("headers", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
 )
 
 demo_metadata = MetaData(naming_convention=NAMING_CONVENTION)

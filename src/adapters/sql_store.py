@@ -20,11 +20,13 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
 
 from ..domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from ..domain.model import BatchResult, RecordId
-from ..domain.ports import RecordInventory, RecordStore
+from ..domain.model import AttemptRecord, AttemptTotals, BatchResult, RecordId, RequestRef
+from ..domain.ports import DeletionLedger, RecordInventory, RecordStore
+from . import sql_ledger
+from .sql_errors import translate
 from .sql_schema import deletion_audit, record_rows, records
 
 
@@ -63,12 +65,17 @@ class DeletionPlan:
         return ",".join(f"{s.table}:{s.key_column}:{s.pk_column}" for s in self.steps)
 
 
-class SqlRecordStore(RecordStore, RecordInventory):
-    """Deletes a record's rows table by table (plan order), at most `batch_size` rows per call.
+class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
+    """Deletes a record's rows table by table (plan order), at most `batch_size` rows per call,
+    and keeps the ledger of requests and attempts (`sql_ledger`).
 
-    Each call is one transaction: the rows and an audit row recording how many went, so the
-    audit table counts executed batches exactly (a rolled-back batch leaves no audit row).
+    Each batch is one transaction: the rows and an audit row recording how many went (and for
+    which attempt), so the audit table counts executed batches exactly (a rolled-back batch
+    leaves no audit row). The batch that finds nothing left closes the attempt in that same
+    transaction.
     """
+
+    JOIN_TRIES = 5  # joins racing to open the same attempt: the loser retries and joins it
 
     def __init__(self, engine: Engine, plan: DeletionPlan, *, audit: bool = True) -> None:
         self._engine = engine
@@ -77,15 +84,48 @@ class SqlRecordStore(RecordStore, RecordInventory):
         self._validated = False
         self._lock = threading.Lock()
 
-    def delete_batch(self, record_id: RecordId, batch_size: int) -> BatchResult:
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+        for attempt in range(self.JOIN_TRIES):
+            try:
+                with self._engine.begin() as conn:
+                    return sql_ledger.join(conn, record_id, request, request_key)
+            except IntegrityError:
+                if attempt == self.JOIN_TRIES - 1:
+                    raise RecordStoreUnavailable(
+                        "joining a deletion attempt kept colliding; retrying"
+                    ) from None
+            except SQLAlchemyError as exc:
+                raise translate(exc, "registering a request in the deletion ledger") from exc
+        raise AssertionError("unreachable")
+
+    def fail_attempt(self, record_id: RecordId, attempt: int, reason: str) -> AttemptTotals:
+        try:
+            with self._engine.begin() as conn:
+                return sql_ledger.close(conn, record_id, attempt, "failed", reason)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "closing a failed deletion attempt") from exc
+
+    def attempts(self, record_id: RecordId) -> list[AttemptRecord]:
+        with self._engine.connect() as conn:
+            return sql_ledger.attempts(conn, record_id)
+
+    def latest_attempts(self, state: str | None, limit: int) -> list[AttemptRecord]:
+        with self._engine.connect() as conn:
+            return sql_ledger.latest(conn, state, limit)
+
+    def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
         self._validate_plan()
         key = record_id.value
         budget = batch_size
         more = False
         last = len(self._statements) - 1
+        doing = "deleting"
         try:
             with self._engine.begin() as conn:
-                for i, (delete_rows, rows_left) in enumerate(self._statements):
+                for i, (step, (delete_rows, rows_left)) in enumerate(
+                    zip(self._plan.steps, self._statements, strict=True)
+                ):
+                    doing = f"deleting from {step.table}"
                     result = conn.execute(delete_rows, {"key": key, "n": budget})
                     budget -= max(result.rowcount, 0)
                     if budget == 0 and i < last:
@@ -100,15 +140,15 @@ class SqlRecordStore(RecordStore, RecordInventory):
                         more = True
                         break
                 deleted = batch_size - budget
+                doing = "writing the deletion audit"
                 if self._audit:
-                    conn.execute(self._audit_insert, {"record_id": key, "rows_deleted": deleted})
-        except (OperationalError, DBAPIError) as exc:
-            if exc.connection_invalidated or isinstance(exc, OperationalError):
-                raise RecordStoreUnavailable(f"database unavailable: {exc.orig}") from exc
-            raise RecordStoreUnavailable(f"batch failed: {exc.orig}") from exc
+                    conn.execute(
+                        self._audit_insert, {"record_id": key, "rows_deleted": deleted, "attempt": attempt}
+                    )
+                totals = None if more else sql_ledger.close(conn, record_id, attempt, "done")
         except SQLAlchemyError as exc:
-            raise RecordStoreUnavailable(f"batch failed: {exc}") from exc
-        return BatchResult(deleted=deleted, more=more)
+            raise translate(exc, doing) from exc
+        return BatchResult(deleted=deleted, more=more, totals=totals)
 
     @functools.cached_property
     def _statements(self) -> tuple[tuple[Executable, Executable], ...]:
@@ -132,8 +172,42 @@ class SqlRecordStore(RecordStore, RecordInventory):
     @functools.cached_property
     def _audit_insert(self) -> Executable:
         return insert(deletion_audit).values(
-            record_id=bindparam("record_id"), rows_deleted=bindparam("rows_deleted")
+            record_id=bindparam("record_id"),
+            rows_deleted=bindparam("rows_deleted"),
+            attempt=bindparam("attempt"),
         )
+
+    def plan_problems(self) -> tuple[list[str], list[str]]:
+        """What keeps the deletion plan from working (errors), and what makes it slow (warnings)."""
+        errors: list[str] = []
+        warnings: list[str] = []
+        inspector = inspect(self._engine)
+        for step in self._plan.steps:
+            if not inspector.has_table(step.table):
+                errors.append(
+                    f"DATABASE_DELETION_PLAN names table {step.table!r}, which does not exist in the database"
+                )
+                continue
+            names = {c["name"] for c in inspector.get_columns(step.table)}
+            missing = [c for c in (step.key_column, step.pk_column) if c not in names]
+            for col in missing:
+                errors.append(
+                    f"DATABASE_DELETION_PLAN names column {step.table}.{col}, which does not exist "
+                    f"(columns: {', '.join(sorted(names))})"
+                )
+            if not missing:
+                indexed = {
+                    next(iter(ix["column_names"]))
+                    for ix in inspector.get_indexes(step.table)
+                    if ix.get("column_names")
+                }
+                pk = inspector.get_pk_constraint(step.table).get("constrained_columns") or []
+                if step.key_column not in indexed and pk[:1] != [step.key_column]:
+                    warnings.append(
+                        f"{step.table}.{step.key_column} has no index: every batch scans the whole table "
+                        f"(CREATE INDEX ON {step.table} ({step.key_column}))"
+                    )
+        return errors, warnings
 
     def _validate_plan(self) -> None:
         if self._validated:
@@ -142,24 +216,13 @@ class SqlRecordStore(RecordStore, RecordInventory):
             if self._validated:
                 return
             try:
-                inspector = inspect(self._engine)
-                for step in self._plan.steps:
-                    if not inspector.has_table(step.table):
-                        raise DeletionPlanInvalid(
-                            f"deletion plan names table {step.table!r}, which does not exist; "
-                            "run 'record-deleter db upgrade' or fix DATABASE_DELETION_PLAN"
-                        )
-                    names = {c["name"] for c in inspector.get_columns(step.table)}
-                    for col in (step.key_column, step.pk_column):
-                        if col not in names:
-                            raise DeletionPlanInvalid(
-                                f"deletion plan names column {step.table}.{col}, which does not exist "
-                                f"(columns: {', '.join(sorted(names))})"
-                            )
+                errors, _ = self.plan_problems()
             except NoSuchTableError as exc:
                 raise DeletionPlanInvalid(f"deletion plan names a missing table: {exc}") from exc
-            except (OperationalError, DBAPIError) as exc:
-                raise RecordStoreUnavailable(f"database unavailable: {exc.orig}") from exc
+            except SQLAlchemyError as exc:
+                raise translate(exc, "reading the schema") from exc
+            if errors:
+                raise DeletionPlanInvalid(errors[0])
             self._validated = True
 
     def add_record(self, record_id: RecordId, rows: int) -> None:

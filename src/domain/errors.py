@@ -25,6 +25,11 @@ class DeletionPlanInvalid(DomainError):
     """The deletion plan names a table or column that does not exist: retrying cannot help."""
 
 
+class DeletionRejected(DomainError):
+    """The database refused a delete (e.g. a constraint: the plan purges a parent before a child):
+    retrying cannot help; the attempt fails with this reason."""
+
+
 class PublishFailed(DomainError):
     """A completion was not confirmed by the broker; the step retries."""
 

@@ -205,7 +205,7 @@ class HandOff:
                 reason=poison.reason,
             )
             return
-        self._retrying("workflow hand-off", lambda: self._starter.start(record_id, message.offset))
+        self._retrying("workflow hand-off", lambda: self._starter.start(record_id, message))
         self._events.emit(
             "handed_off",
             record_id=record_id.value,

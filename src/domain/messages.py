@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from .errors import InvalidRecordId, PoisonMessage
-from .model import Completion, DeletionFailed, InboundMessage, RecordId
+from .model import Answer, InboundMessage, RecordId
 
 MAX_REQUEST_BYTES = 64 * 1024
 _ACCEPTED = 'a JSON string ("abc") or a JSON array whose first element is the id (["abc", ...])'
@@ -65,32 +65,56 @@ class OutboundMessage:
     headers: tuple[tuple[str, bytes], ...]
 
 
-def encode_completion(completion: Completion) -> OutboundMessage:
-    """Value `[record_id, offset]` exactly as the reference example publishes it; facts in headers."""
-    return OutboundMessage(
-        key=completion.record_id.value.encode(),
-        value=json.dumps([completion.record_id.value, completion.offset]).encode(),
-        headers=(
-            ("rows-deleted", str(completion.rows_deleted).encode()),
-            ("batches", str(completion.batches).encode()),
-            ("idempotency-key", completion.idempotency_key.encode()),
-        ),
-    )
-
-
-def encode_failure(failure: DeletionFailed) -> OutboundMessage:
-    """A failed deletion as a JSON object, on its own topic."""
-    body = {
-        "record_id": failure.record_id.value,
-        "offset": failure.offset,
-        "error": failure.error,
-        "rows_deleted": failure.rows_deleted,
-        "batches": failure.batches,
+# Headers the worker sets on an answer; a request header of the same name is not carried over.
+ANSWER_HEADERS = frozenset(
+    {
+        "rows-deleted",
+        "batches",
+        "idempotency-key",
+        "attempt",
+        "request-topic",
+        "request-partition",
+        "request-offset",
     }
+)
+
+
+def encode_answer(answer: Answer) -> OutboundMessage:
+    """The answer to one request.
+
+    A completion's value is `[record_id, offset]` exactly as the reference example publishes it;
+    a failure's is a JSON object with the sanitized reason. Both carry the request's own headers
+    (trace and correlation ids) and, in headers of their own, the request's coordinates, the
+    attempt, the exact rows and batches from the audit trail, and the idempotency key.
+    """
+    rid, request = answer.record_id.value, answer.request
+    if answer.failure is None:
+        value = json.dumps([rid, request.offset]).encode()
+    else:
+        value = json.dumps(
+            {
+                "record_id": rid,
+                "offset": request.offset,
+                "error": answer.failure,
+                "rows_deleted": answer.totals.rows_deleted,
+                "batches": answer.totals.batches,
+                "attempt": answer.attempt,
+            }
+        ).encode()
+    carried = tuple((k, v) for k, v in request.headers if k not in ANSWER_HEADERS)
     return OutboundMessage(
-        key=failure.record_id.value.encode(),
-        value=json.dumps(body).encode(),
-        headers=(("idempotency-key", failure.idempotency_key.encode()),),
+        key=rid.encode(),
+        value=value,
+        headers=(
+            *carried,
+            ("rows-deleted", str(answer.totals.rows_deleted).encode()),
+            ("batches", str(answer.totals.batches).encode()),
+            ("attempt", str(answer.attempt).encode()),
+            ("request-topic", request.topic.encode()),
+            ("request-partition", str(request.partition).encode()),
+            ("request-offset", str(request.offset).encode()),
+            ("idempotency-key", answer.idempotency_key.encode()),
+        ),
     )
 
 

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import re
+import base64
+import unicodedata
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .errors import InvalidRecordId
 
 RECORD_ID_MAX_LENGTH = 128
-_RECORD_ID_PATTERN = re.compile(r"[A-Za-z0-9_:@-]+")
-RECORD_ID_ALLOWED = "letters, digits, '_', '-', ':' and '@'"
+RECORD_ID_ALLOWED = "1 to 128 characters, none of them a control or format character"
 
 
 @dataclass(frozen=True, slots=True)
 class RecordId:
-    """Identifier of a record to delete.
+    """Identifier of a record to delete: what real systems use (emails, 'tenant/42', dots, ...).
 
-    It becomes a durable promise id (part of a URL path on the Resonate server) and a SQL bind
-    parameter, so it is restricted to a safe character set. '.' is excluded on purpose:
-    Resonate names a workflow's steps '<id>.<n>', so a record id 'a.1' would collide with the
-    first step of record 'a'.
+    It never becomes part of a durable promise id as it is (`attempt_promise_id` encodes it), so
+    any printable text is allowed; control and format characters (and line separators) are
+    refused because they make logs, headers and evidence ambiguous, and the length is bounded
+    by the database columns that hold it.
     """
 
     value: str
@@ -29,54 +30,100 @@ class RecordId:
         if not isinstance(value, str):
             raise InvalidRecordId(f"record id must be a string, got {type(value).__name__}")
         if not value:
-            raise InvalidRecordId("record id is empty; it must be 1 to 128 characters")
+            raise InvalidRecordId(f"record id is empty; it must be {RECORD_ID_ALLOWED}")
         if len(value) > RECORD_ID_MAX_LENGTH:
             raise InvalidRecordId(
                 f"record id is {len(value)} characters long; at most {RECORD_ID_MAX_LENGTH} are allowed"
             )
-        if not _RECORD_ID_PATTERN.fullmatch(value):
-            bad = sorted({c for c in value if not _RECORD_ID_PATTERN.fullmatch(c)})
-            shown = ", ".join(repr(c) for c in bad[:5])
-            raise InvalidRecordId(f"record id contains {shown}; only {RECORD_ID_ALLOWED} are allowed")
+        bad = sorted(
+            {c for c in value if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")}
+        )
+        if bad:
+            shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
+            raise InvalidRecordId(f"record id contains {shown}; it must be {RECORD_ID_ALLOWED}")
 
     def __str__(self) -> str:
         return self.value
 
 
-def workflow_id(record_id: RecordId) -> str:
-    """The durable promise id of a record's workflow: the record id itself, so duplicates collapse."""
-    return record_id.value
+@dataclass(frozen=True, slots=True)
+class RequestRef:
+    """Where a request came from: the coordinates that make it distinct, and its own headers.
+
+    Every distinct request (topic, partition, offset, broker timestamp) gets exactly one answer;
+    the timestamp tells a re-created topic's offset 0 from the old one's.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None = None  # milliseconds, as the broker stamped it
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def key(self, namespace: str) -> str:
+        """Durable promise id of this request's workflow (redeliveries of it collapse onto it)."""
+        return f"rd:req:{namespace}:{self.topic}:{self.partition}:{self.offset}:{self.timestamp or 0}"
+
+
+def attempt_promise_id(namespace: str, record_id: RecordId, attempt: int) -> str:
+    """Durable promise id of a record's deletion attempt: the id encoded (URL-safe base64, no '.')."""
+    encoded = base64.urlsafe_b64encode(record_id.value.encode()).decode().rstrip("=")
+    return f"rd:del:{namespace}:{encoded}:{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptTotals:
+    """What one deletion attempt did, counted from the audit trail (exact, crash or not)."""
+
+    rows_deleted: int
+    batches: int
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """Outcome of one delete batch: how many rows went, and whether any remain."""
+    """Outcome of one delete batch: how many rows went, whether any remain, and, once none
+    remain, the attempt's totals (the batch that finds the record empty also closes the attempt)."""
 
     deleted: int
     more: bool
+    totals: AttemptTotals | None = None
+
+
+ATTEMPT_STATES = ("running", "done", "failed")
 
 
 @dataclass(frozen=True, slots=True)
-class Completion:
-    """Published once a record has no rows left."""
+class AttemptRecord:
+    """One deletion attempt as the ledger holds it (status, list, evidence)."""
 
-    record_id: RecordId
-    offset: int
-    rows_deleted: int
-    batches: int
-    idempotency_key: str
+    record_id: str
+    attempt: int
+    state: str  # running | done | failed
+    started_at: datetime
+    finished_at: datetime | None
+    totals: AttemptTotals
+    reason: str | None
+    requests: int
 
 
 @dataclass(frozen=True, slots=True)
-class DeletionFailed:
-    """Published when a workflow ends without deleting everything (a permanent error)."""
+class Answer:
+    """The one answer to one request: its record's attempt either deleted everything or failed.
+
+    `idempotency_key` is the request's durable id: a re-published answer (a crash between the
+    publish and its checkpoint) carries the same key, so a consumer can drop the copy.
+    """
 
     record_id: RecordId
-    offset: int
-    error: str
-    rows_deleted: int
-    batches: int
+    request: RequestRef
+    attempt: int
+    totals: AttemptTotals
     idempotency_key: str
+    failure: str | None = None  # None: deleted; else the sanitized reason
+
+    @property
+    def deleted(self) -> bool:
+        return self.failure is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +162,8 @@ class InboundMessage:
     value: bytes | None
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+    timestamp: int | None = None  # milliseconds, as the broker stamped it
+
+    @property
+    def ref(self) -> RequestRef:
+        return RequestRef(self.topic, self.partition, self.offset, self.timestamp, self.headers)

@@ -5,13 +5,39 @@ from __future__ import annotations
 from typing import Protocol
 
 from .messages import OutboundMessage
-from .model import BatchResult, Completion, DeletionFailed, InboundMessage, RecordId
+from .model import Answer, AttemptRecord, AttemptTotals, BatchResult, InboundMessage, RecordId, RequestRef
 
 
 class RecordStore(Protocol):
-    """Deletes a record's rows in bounded batches; deleting what is already gone is a no-op."""
+    """Deletes a record's rows in bounded batches and keeps the ledger of its deletion attempts.
 
-    def delete_batch(self, record_id: RecordId, batch_size: int) -> BatchResult: ...
+    At most one attempt per record runs at a time. Deleting what is already gone is a no-op and
+    every method is idempotent, so a step that is retried or replayed is harmless. Transient
+    trouble (database unreachable, lock timeout) raises RecordStoreUnavailable; a plan that cannot
+    work raises DeletionPlanInvalid; a delete the database refuses raises DeletionRejected.
+    """
+
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+        """Record `request` (once per `request_key`) against the record's running attempt, or open
+        the next attempt when none runs; return that attempt's number (1, 2, ...)."""
+        ...
+
+    def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
+        """Delete up to `batch_size` rows for `attempt`; the batch that finds no rows left closes the
+        attempt as done in the same transaction and returns its totals."""
+        ...
+
+    def fail_attempt(self, record_id: RecordId, attempt: int, reason: str) -> AttemptTotals:
+        """Close `attempt` as failed with `reason` (once); return what it deleted before."""
+        ...
+
+
+class DeletionLedger(Protocol):
+    """Reads the ledger of requests and attempts (status, list, retry)."""
+
+    def attempts(self, record_id: RecordId) -> list[AttemptRecord]: ...
+
+    def latest_attempts(self, state: str | None, limit: int) -> list[AttemptRecord]: ...
 
 
 class RecordInventory(Protocol):
@@ -25,11 +51,10 @@ class RecordInventory(Protocol):
 
 
 class CompletionPublisher(Protocol):
-    """Publishes outcomes; returns only once the broker confirmed the write, raises otherwise."""
+    """Publishes the answer to a request (completion or failure topic); returns only once the
+    broker confirmed the write, raises PublishFailed otherwise."""
 
-    def publish(self, completion: Completion) -> None: ...
-
-    def publish_failure(self, failure: DeletionFailed) -> None: ...
+    def publish(self, answer: Answer) -> None: ...
 
 
 class RequestSource(Protocol):
@@ -62,8 +87,9 @@ class DeadLetterSink(Protocol):
 
 
 class WorkflowStarter(Protocol):
-    """Durably creates (or attaches to) the workflow of a record; returns once it exists."""
+    """Durably creates (or, for a redelivered message, attaches to) the workflow that answers one
+    request message; returns once it exists."""
 
-    def start(self, record_id: RecordId, offset: int) -> None: ...
+    def start(self, record_id: RecordId, message: InboundMessage) -> None: ...
 
     def in_flight(self) -> int: ...

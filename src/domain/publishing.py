@@ -8,8 +8,8 @@ the same.
 from __future__ import annotations
 
 from .errors import BrokerUnavailable, MessageTooLarge, PublishFailed
-from .messages import OutboundMessage, encode_completion, encode_failure
-from .model import Completion, DeletionFailed
+from .messages import OutboundMessage, encode_answer
+from .model import Answer
 from .ports import CompletionPublisher, DeadLetterSink, TopicWriter
 
 
@@ -21,15 +21,10 @@ class TopicCompletionPublisher(CompletionPublisher):
         self._completion_topic = completion_topic
         self._failure_topic = failure_topic
 
-    def publish(self, completion: Completion) -> None:
-        self._write(self._completion_topic, encode_completion(completion))
-
-    def publish_failure(self, failure: DeletionFailed) -> None:
-        self._write(self._failure_topic, encode_failure(failure))
-
-    def _write(self, topic: str, message: OutboundMessage) -> None:
+    def publish(self, answer: Answer) -> None:
+        topic = self._completion_topic if answer.deleted else self._failure_topic
         try:
-            self._writer.write(topic, message)
+            self._writer.write(topic, encode_answer(answer))
         except BrokerUnavailable as exc:
             raise PublishFailed(str(exc)) from exc
 

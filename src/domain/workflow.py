@@ -1,15 +1,24 @@
-"""The durable deletion workflow and its steps.
+"""The durable workflows: one answers a request, one deletes a record (an attempt).
 
-PERSISTED FORMAT. A workflow's name (`WORKFLOW_NAME`), its argument list (built only by
-`workflow_args`, below) and the order of its durable calls (`ctx.run` / `ctx.sleep`) are stored
-by the Resonate server with every workflow in flight, and a worker that resumes a workflow after
-a crash or an upgrade replays them. Changing any of them breaks the workflows in flight at the
-moment of a deploy: add a new workflow name (and keep the old one registered until its last
-workflow ended) instead of editing this one in place.
+PERSISTED FORMAT. The workflows' names (`REQUEST_WORKFLOW`, `ATTEMPT_WORKFLOW`), their argument
+lists (built only by `request_args` and `attempt_args`, below) and the order of their durable
+calls (`ctx.run` / `ctx.sleep` / `ctx.detached`) are stored by the Resonate server with every
+workflow in flight, and a worker that resumes one after a crash or an upgrade replays them.
+Changing any of them breaks the workflows in flight at the moment of a deploy: register a new
+name (and keep the old one until its last workflow ended) instead of editing one in place.
 
-Written against a duck-typed durable context (`run`, `sleep`, `get_dependency`) so the domain
-does not import the runtime. The runtime adapter registers these plain functions and provides
-the ports as one `WorkflowPorts` dependency, read through `ports(ctx)`.
+The request contract they implement:
+* every distinct request message gets exactly one answer — its own workflow, whose id derives
+  from the message's coordinates, publishes it; a redelivery of the message attaches to the same
+  workflow;
+* one deletion runs per record at a time: a request joins the record's running attempt, or opens
+  the next one when none runs (the store's ledger decides, atomically), so a record deleted or
+  failed earlier is never "burned";
+* the rows and batches an answer reports come from the audit trail, exact after any crash;
+* transient trouble makes a step retry without limit; only permanent errors fail an attempt.
+
+Written against a duck-typed durable context (`run`, `sleep`, `detached`, `get_dependency`) so
+the domain does not import the runtime; the ports arrive as one `WorkflowPorts`.
 """
 
 from __future__ import annotations
@@ -19,11 +28,20 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import DomainError
 from .events import Events
-from .model import Completion, DeletionFailed, RecordId, WorkflowParams, workflow_id
+from .model import (
+    Answer,
+    AttemptTotals,
+    RecordId,
+    RequestRef,
+    WorkflowParams,
+    attempt_promise_id,
+)
 from .ports import CompletionPublisher, RecordStore
 
-WORKFLOW_NAME = "delete_record"
+REQUEST_WORKFLOW = "answer_deletion_request"
+ATTEMPT_WORKFLOW = "delete_record_attempt"
 PORTS = "record_deleter.workflow_ports"
 
 
@@ -38,6 +56,8 @@ class DurableContext(Protocol):
 
     def run(self, func: Any, *args: Any) -> DurableCall: ...
 
+    def detached(self, func: Any, *args: Any) -> DurableCall: ...
+
     def sleep(self, secs: float) -> Any: ...
 
     def get_dependency(self, key: str, default: Any = None) -> Any: ...
@@ -45,40 +65,84 @@ class DurableContext(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WorkflowPorts:
-    """Everything the workflow and its steps reach outside themselves, handed over as one object."""
+    """Everything the workflows and their steps reach outside themselves, handed over as one object."""
 
     store: RecordStore
     publisher: CompletionPublisher
     events: Events
     step_options: Mapping[str, Any]  # the runtime's per-step options (retry policy)
+    namespace: str  # keeps the durable ids of one deployment apart from another's
+    attempt_target: str | None  # where the runtime routes an attempt workflow (None: its default)
 
 
 def ports(ctx: DurableContext) -> WorkflowPorts:
-    """The workflow's ports, as the runtime registered them (`PORTS`)."""
+    """The workflows' ports, as the runtime registered them (`PORTS`)."""
     found = ctx.get_dependency(PORTS)
     if not isinstance(found, WorkflowPorts):
         raise TypeError(f"the durable runtime must register WorkflowPorts under {PORTS!r}, got {found!r}")
     return found
 
 
-def workflow_args(record_id: RecordId, offset: int, params: WorkflowParams) -> tuple[Any, ...]:
-    """The arguments `delete_record` is started with, in order (a persisted format, see above)."""
-    return (record_id.value, offset, params.batch_size, params.pause_seconds, params.step_seconds)
+def request_args(record_id: RecordId, request: RequestRef, params: WorkflowParams) -> tuple[Any, ...]:
+    """The arguments `answer_request` is started with, in order (a persisted format, see above).
+
+    Header values travel as latin-1 text (a lossless bytes-to-text mapping) inside the JSON the
+    runtime stores."""
+    headers = [[k, v.decode("latin-1")] for k, v in request.headers]
+    return (
+        record_id.value,
+        request.topic,
+        request.partition,
+        request.offset,
+        request.timestamp,
+        headers,
+        params.batch_size,
+        params.pause_seconds,
+        params.step_seconds,
+    )
 
 
-class DeletionAborted(Exception):
-    """The workflow stopped before every row was deleted; the failure event was published."""
+def attempt_args(record_id: str, attempt: int, params: WorkflowParams) -> tuple[Any, ...]:
+    """The arguments `delete_attempt` is started with, in order (a persisted format, see above)."""
+    return (record_id, attempt, params.batch_size, params.pause_seconds, params.step_seconds)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A reason safe to publish: the project's own errors say what is wrong in words of their own
+    (adapters keep row values and driver DETAIL text out of them); anything else only by type."""
+    if isinstance(exc, DomainError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (details in the worker's log)"
+
+
+# ------------------------------------------------------------------------------------ steps
+def join_attempt(
+    ctx: DurableContext,
+    record_id: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int | None,
+    headers: list[list[str]],
+) -> int:
+    """Step: register the request with the record's running attempt, or open the next one."""
+    p = ports(ctx)
+    request = _request(topic, partition, offset, timestamp, headers)
+    attempt = p.store.join_attempt(RecordId(record_id), request, request.key(p.namespace))
+    p.events.emit("joined", record_id=record_id, partition=partition, offset=offset, attempt=attempt)
+    return attempt
 
 
 def delete_batches(
-    ctx: DurableContext, record_id: str, batch_size: int, budget_seconds: float
+    ctx: DurableContext, record_id: str, attempt: int, batch_size: int, budget_seconds: float
 ) -> dict[str, Any]:
     """Step: delete a batch, then more while rows remain and `budget_seconds` have not passed.
 
     Every batch is its own transaction, so a crash mid-step loses only the batch in flight;
     re-running the step deletes the next rows (or none): it is idempotent, and the batches it
     re-executes number at most the one that was in flight. The budget amortizes the step's
-    checkpoint over many batches; 0 means one batch per step.
+    checkpoint over many batches; 0 means one batch per step. The batch that finds nothing left
+    closes the attempt and brings its totals back.
     """
     p = ports(ctx)
     store, events = p.store, p.events
@@ -87,10 +151,11 @@ def delete_batches(
     deleted = batches = 0
     while True:
         try:
-            result = store.delete_batch(rid, batch_size)
+            result = store.delete_batch(rid, batch_size, attempt)
         except Exception as exc:
             if batches == 0:
-                raise  # the step's retry policy takes over
+                events.emit("store_error", record_id=record_id, attempt=attempt, error=describe_failure(exc))
+                raise  # the step's retry policy takes over (without limit, unless it is permanent)
             # keep what this step achieved: checkpoint it, and let the next step meet the error
             events.emit("step_cut_short", record_id=record_id, batches=batches, rows=deleted, error=repr(exc))
             return {"deleted": deleted, "batches": batches, "more": True}
@@ -99,62 +164,115 @@ def delete_batches(
         events.emit("batch_deleted", record_id=record_id, rows=result.deleted, more=result.more)
         if not result.more or time.monotonic() >= deadline:
             events.emit("step_deleted", record_id=record_id, batches=batches, rows=deleted, more=result.more)
-            return {"deleted": deleted, "batches": batches, "more": result.more}
+            out: dict[str, Any] = {"deleted": deleted, "batches": batches, "more": result.more}
+            if result.totals is not None:
+                out["totals"] = [result.totals.rows_deleted, result.totals.batches]
+            return out
 
 
-def publish_completion(ctx: DurableContext, record_id: str, offset: int, rows: int, batches: int) -> None:
-    """Step: publish the completion; returns once the broker confirmed it."""
-    p = ports(ctx)
-    rid = RecordId(record_id)
-    p.publisher.publish(Completion(rid, offset, rows, batches, workflow_id(rid)))
-    p.events.emit("completion_published", record_id=record_id, offset=offset, rows=rows, batches=batches)
+def fail_attempt(ctx: DurableContext, record_id: str, attempt: int, reason: str) -> list[int]:
+    """Step: close the attempt as failed; returns [rows, batches] it deleted before."""
+    totals = ports(ctx).store.fail_attempt(RecordId(record_id), attempt, reason)
+    return [totals.rows_deleted, totals.batches]
 
 
-def publish_failure(
-    ctx: DurableContext, record_id: str, offset: int, error: str, rows: int, batches: int
-) -> None:
-    """Step: publish that the deletion of a record failed permanently."""
-    p = ports(ctx)
-    rid = RecordId(record_id)
-    p.publisher.publish_failure(DeletionFailed(rid, offset, error, rows, batches, workflow_id(rid)))
-    p.events.emit("failure_published", record_id=record_id, offset=offset, error=error)
-
-
-def delete_record(
+def publish_answer(
     ctx: DurableContext,
     record_id: str,
+    request: list[Any],
+    attempt: int,
+    totals: list[int],
+    failure: str | None,
+) -> None:
+    """Step: publish this request's one answer; returns once the broker confirmed it."""
+    p = ports(ctx)
+    ref = _request(*request)
+    answer = Answer(
+        RecordId(record_id), ref, attempt, AttemptTotals(totals[0], totals[1]), ref.key(p.namespace), failure
+    )
+    p.publisher.publish(answer)
+    p.events.emit(
+        "completion_published" if failure is None else "failure_published",
+        record_id=record_id,
+        partition=ref.partition,
+        offset=ref.offset,
+        attempt=attempt,
+        rows=totals[0],
+        batches=totals[1],
+        **({} if failure is None else {"error": failure}),
+    )
+
+
+def _request(
+    topic: str, partition: int, offset: int, timestamp: int | None, headers: list[list[str]]
+) -> RequestRef:
+    return RequestRef(
+        topic, partition, offset, timestamp, tuple((k, v.encode("latin-1")) for k, v in headers)
+    )
+
+
+# -------------------------------------------------------------------------------- workflows
+def answer_request(
+    ctx: DurableContext,
+    record_id: str,
+    topic: str,
+    partition: int,
     offset: int,
+    timestamp: int | None,
+    headers: list[list[str]],
     batch_size: int,
     pause_seconds: float,
     step_seconds: float,
 ) -> Generator[Any, Any, dict[str, Any]]:
-    """Workflow: delete batches while rows remain, pausing durably between them, then publish.
+    """Workflow: one request, one answer. Joins (or opens) the record's deletion attempt, waits
+    for it, and publishes the outcome for this request."""
+    p = ports(ctx)
+    options = p.step_options
+    request = [topic, partition, offset, timestamp, headers]
+    attempt = 0
+    try:
+        attempt = yield ctx.run(join_attempt, record_id, *request).options(**options)
+        params = WorkflowParams(batch_size, pause_seconds, step_seconds)
+        call = ctx.detached(ATTEMPT_WORKFLOW, *attempt_args(record_id, attempt, params))
+        handle = yield call.options(
+            id=attempt_promise_id(p.namespace, RecordId(record_id), attempt), target=p.attempt_target
+        )
+        outcome = yield handle
+        totals, failure = list(outcome["totals"]), outcome.get("failure")
+    except Exception as exc:  # the request could not even join an attempt (a permanent error)
+        totals, failure = [0, 0], describe_failure(exc)
+    yield ctx.run(publish_answer, record_id, request, attempt, totals, failure).options(**options)
+    return {"record_id": record_id, "attempt": attempt, "deleted": failure is None, "totals": totals}
 
-    With a pause, every step deletes one batch and the workflow sleeps durably after it; without
-    one, a step deletes batches for up to `step_seconds` before it checkpoints.
 
-    Every yield is a checkpoint: on replay completed steps return their stored results. A step
-    that fails beyond its retry policy ends the workflow: the failure is published to its own
-    topic and the workflow is rejected with the reason, so it never retries forever silently.
+def delete_attempt(
+    ctx: DurableContext,
+    record_id: str,
+    attempt: int,
+    batch_size: int,
+    pause_seconds: float,
+    step_seconds: float,
+) -> Generator[Any, Any, dict[str, Any]]:
+    """Workflow: one deletion attempt of a record — delete steps while rows remain, pausing durably
+    between them. Every yield is a checkpoint: on replay completed steps return their results.
+
+    Transient errors retry inside their step without limit; a permanent one closes the attempt
+    as failed, and the workflow returns the reason for every request waiting on it.
     """
+    p = ports(ctx)
     params = WorkflowParams(batch_size, pause_seconds, step_seconds)
-    options = ports(ctx).step_options
-    rows = 0
-    batches = 0
     try:
         while True:
-            result = yield ctx.run(delete_batches, record_id, params.batch_size, params.step_budget).options(
-                **options
-            )
-            batches += int(result.get("batches", 1))  # 1: a result stored by a one-batch step
-            rows += int(result["deleted"])
+            result = yield ctx.run(
+                delete_batches, record_id, attempt, params.batch_size, params.step_budget
+            ).options(**p.step_options)
             if not result["more"]:
-                break
+                return {"record_id": record_id, "attempt": attempt, "totals": result["totals"]}
             if params.pause_seconds > 0:
                 yield ctx.sleep(params.pause_seconds)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        yield ctx.run(publish_failure, record_id, offset, error, rows, batches).options(**options)
-        raise DeletionAborted(f"record {record_id}: {error}") from exc
-    yield ctx.run(publish_completion, record_id, offset, rows, batches).options(**options)
-    return {"status": "deleted", "record_id": record_id, "rows_deleted": rows, "batches": batches}
+        reason = describe_failure(exc)
+        p.events.emit("attempt_failed", record_id=record_id, attempt=attempt, error=reason)
+        totals = yield ctx.run(fail_attempt, record_id, attempt, reason).options(**p.step_options)
+        # Resolved, not rejected: the ledger holds the failure; every waiting request answers it.
+        return {"record_id": record_id, "attempt": attempt, "totals": totals, "failure": reason}

@@ -1,25 +1,23 @@
-"""`record-deleter`: one command, subcommands worker | produce | setup-topics | seed | demo | status | db."""
+"""`record-deleter`: one command; its subcommands are listed by `record-deleter --help`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import random
 import sys
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..domain.errors import BrokerUnavailable, DomainError, HandOffUnavailable
-from ..domain.messages import encode_request
+from ..domain.errors import BrokerUnavailable, DomainError, HandOffUnavailable, InvalidRecordId
 from ..domain.model import RecordId
+from . import commands
 from .bootstrap import bootstrap
-from .progress import Progress
 from .settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+NEEDS_DATABASE = ("worker", "seed", "status", "list", "retry", "check", "db")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,8 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for completion")
 
-    status = sub.add_parser("status", help="state of a record's workflow and rows left")
+    status = sub.add_parser(
+        "status",
+        help="a record's deletion: never requested, running (how far), done (when, rows), failed (why)",
+    )
     status.add_argument("record_id")
+
+    listing = sub.add_parser("list", help="the latest deletion attempt of each record, newest first")
+    listing.add_argument("--state", choices=("pending", "running", "done", "failed"), help="only this state")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default: %(default)s)")
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+
+    retry = sub.add_parser("retry", help="request a new deletion attempt for a record whose last one failed")
+    retry.add_argument("record_id")
+
+    sub.add_parser(
+        "check",
+        help="verify the schema, the deletion plan, the topics and the Resonate server (as `worker` does)",
+    )
 
     db = sub.add_parser("db", help="database schema (Alembic)")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -91,6 +105,26 @@ def _positive(name: str, value: int) -> None:
         raise SettingsError(f"invalid argument {name} = {value}: must be at least 1")
 
 
+def _validate(args: argparse.Namespace, settings: Settings) -> None:
+    """Arguments and settings a command needs, each refused in one line (exit 2)."""
+    if args.command == "produce":
+        _positive("-n", args.n)
+    if args.command == "seed":
+        _positive("--records", args.records)
+        if args.rows is not None and args.rows < 0:
+            raise SettingsError(f"invalid argument --rows = {args.rows}: must be 0 or more")
+    if args.command == "list":
+        _positive("--limit", args.limit)
+    if args.command in ("status", "retry"):
+        RecordId(args.record_id)
+    if args.command in NEEDS_DATABASE and settings.database.url is None:
+        raise SettingsError(
+            f"DATABASE_URL is not set: '{args.command}' needs the database whose rows are deleted "
+            "(sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB, or 'memory' for a trial); "
+            "only 'demo' runs on embedded defaults"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides: dict[str, dict[str, Any]] = {}
@@ -102,11 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = demo_overrides(db_path)
     try:
         settings = load_settings(args.config, overrides)
-        if args.command == "produce":
-            _positive("-n", args.n)
-        if args.command == "seed":
-            _positive("--records", args.records)
-    except SettingsError as exc:
+        _validate(args, settings)
+    except (SettingsError, InvalidRecordId) as exc:
         print(f"record-deleter: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings)
@@ -139,7 +170,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from .containers import WorkerContainer
             from .worker import run_worker
 
-            return run_worker(bootstrap(WorkerContainer, settings))
+            code = commands.check(settings, quiet_ok=True)
+            return code if code else run_worker(bootstrap(WorkerContainer, settings))
         case "demo":
             from .containers import DemoContainer
             from .demo import DEFAULT_ROWS, run_demo
@@ -148,122 +180,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 bootstrap(DemoContainer, settings), rows=(args.big, *DEFAULT_ROWS[1:]), timeout=args.timeout
             )
         case "produce":
-            return _produce(args, settings)
+            return commands.produce(args, settings)
         case "setup-topics":
-            return _setup_topics(settings)
+            return commands.setup_topics(settings)
         case "seed":
-            return _seed(args, settings)
+            return commands.seed(args, settings)
         case "status":
-            return _status(args, settings)
+            return commands.status(args, settings)
+        case "list":
+            return commands.list_records(args, settings)
+        case "retry":
+            return commands.retry(args, settings)
+        case "check":
+            return commands.check(settings)
         case "db":
-            from ..adapters.sql_migrations import upgrade
-
-            if settings.database.kind != "sql":
-                print(
-                    "record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr
-                )
-                return EXIT_USAGE
-            upgrade(settings.database.url, args.revision)
-            print(f"database at revision {args.revision}")
-            return 0
+            return commands.db_upgrade(args, settings)
     return EXIT_USAGE
-
-
-def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from .containers import ProducerContainer
-
-    producer = bootstrap(ProducerContainer, settings).request_producer()
-    topic = settings.broker.request_topic
-    progress = Progress(f"produce to {topic}", args.n)
-    for i in range(args.n):
-        record_id = RecordId(f"{args.prefix}{args.start + i:06d}")
-        value = (
-            encode_request(record_id)
-            if args.format == "string"
-            else json.dumps([record_id.value, i]).encode()
-        )
-        producer.send(topic, value, record_id.value.encode())
-        progress.update(i + 1)
-    producer.flush()
-    print(f"produced {args.n} requests to {topic}")
-    return 0
-
-
-def _setup_topics(settings: Settings) -> int:
-    from .containers import AdminContainer
-
-    b = settings.broker
-    outcome = (
-        bootstrap(AdminContainer, settings)
-        .topic_admin()
-        .create(
-            {
-                b.request_topic: b.partitions,
-                b.completion_topic: b.partitions,
-                b.failure_topic: 1,
-                b.dead_letter_topic: 1,
-            },
-            replication_factor=b.replication_factor,
-        )
-    )
-    for name, what in outcome.items():
-        print(f"{name}: {what}")
-    return 0
-
-
-def _seed(args: argparse.Namespace, settings: Settings) -> int:
-    from .containers import AdminContainer
-
-    container = bootstrap(AdminContainer, settings)
-    try:
-        container.create_demo_tables()  # seed writes the demo schema's tables (records, record_rows)
-        store = container.record_store()
-        rng = random.Random(args.seed)
-        counts = [
-            args.rows
-            if args.rows is not None
-            else round(10 ** rng.uniform(0, max(0.0, _log10(args.max_rows))))
-            for _ in range(args.records)
-        ]
-        progress = Progress("seed rows", sum(counts))
-        done = 0
-        for i, n in enumerate(counts):
-            store.add_record(RecordId(f"{args.prefix}{args.start + i:06d}"), n)
-            done += n
-            progress.update(done)
-        print(
-            f"seeded {args.records} records, {sum(counts):,} rows ({min(counts)}..{max(counts)} per record)"
-        )
-    finally:
-        container.shutdown_resources()
-    return 0
-
-
-def _log10(x: int) -> float:
-    import math
-
-    return math.log10(max(1, x))
-
-
-def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from .containers import AdminContainer
-
-    record_id = RecordId(args.record_id)
-    container = bootstrap(AdminContainer, settings)
-    try:
-        state = container.runtime().status(record_id)
-        store = container.record_store()
-        report = {
-            "record_id": record_id.value,
-            "workflow": state.state,
-            "batches_done": store.batches_done(record_id),
-            "rows_left": store.count_rows(record_id),
-            "result": state.detail,
-        }
-    finally:
-        container.shutdown_resources()
-    print(json.dumps(report, indent=2, default=str))
-    return 0
 
 
 if __name__ == "__main__":

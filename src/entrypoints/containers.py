@@ -191,11 +191,11 @@ class _Common(containers.DeclarativeContainer):
         ),
         step_retry=providers.Singleton(
             StepRetry,
-            max_attempts=settings.provided.workflow.step_max_attempts,
             delay=settings.provided.workflow.step_retry_delay,
             max_delay=settings.provided.workflow.step_retry_max_delay,
         ),
         events=events,
+        namespace=settings.provided.broker.group,
         target=settings.provided.resonate.recovery_target,
     )
 

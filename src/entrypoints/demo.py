@@ -55,9 +55,12 @@ def demo_overrides(db_path: Path) -> dict[str, dict[str, Any]]:
 def run_demo(container: DemoContainer, *, rows: tuple[int, ...], timeout: float) -> int:
     """Run the demo on a container built by `bootstrap` (memory broker, local Resonate, SQLite)."""
     settings: Settings = container.settings()
-    prepare_demo_database(settings.database.url)
+    url = settings.database.url
+    if url is None:
+        raise ValueError("the demo sets its own DATABASE_URL (demo_overrides)")
+    prepare_demo_database(url)
     try:
-        return _run(container, settings.broker, settings.database.url, rows, timeout, sys.stdout)
+        return _run(container, settings.broker, url, rows, timeout, sys.stdout)
     finally:
         container.shutdown_resources()
 
@@ -105,7 +108,7 @@ def _run(
     print(f"produced {len(table) + 2} requests (one duplicate of {duplicate}, one malformed)", file=out)
 
     broker = container.broker.broker()
-    runtime = container.runtime()
+    container.runtime()
     stop = threading.Event()
     handoff = container.handoff()
     worker = threading.Thread(target=handoff.run, args=(stop.is_set,), name="demo-worker", daemon=True)
@@ -117,7 +120,10 @@ def _run(
     seen: dict[str, Row] = {}
     by_id = {row.record_id: row for row in table}
     progress = Progress("records deleted", len(table))
-    while len(seen) < len(table) and time.monotonic() < deadline:
+    requests = len(table) + 1  # the duplicate is a request of its own: it gets an answer of its own
+    while (
+        len(seen) < len(table) or len(broker.messages(completions)) < requests
+    ) and time.monotonic() < deadline:
         for _, message in broker.messages(completions):
             record_id, _offset = decode_completion(message.value or b"")
             if record_id in by_id and record_id not in seen:
@@ -143,7 +149,7 @@ def _run(
         line = f"{row.arrival:>7}  {row.record_id:<20} {row.rows:>9,}  {batches:>7}  {done:>9}  {secs:>7}"
         print(line, file=out)
     print(file=out)
-    return _verify(table, store, broker, broker_cfg, runtime, duplicate, out)
+    return _verify(table, store, broker, broker_cfg, duplicate, out)
 
 
 def _verify(
@@ -151,7 +157,6 @@ def _verify(
     store: Any,
     broker: Any,
     broker_cfg: BrokerSettings,
-    runtime: Any,
     duplicate: str,
     out: Any,
 ) -> int:
@@ -171,22 +176,36 @@ def _verify(
             and all((r.completed or 0) < (big.completed or 0) for r in fast),
         )
     )
-    dup_completions = [
-        m
-        for _, m in broker.messages(broker_cfg.completion_topic)
-        if decode_completion(m.value)[0] == duplicate
-    ]
-    dup_row = next(r for r in table if r.record_id == duplicate)
-    batches_run = store.batches_done(RecordId(duplicate))
+    answers = broker.messages(broker_cfg.completion_topic) + broker.messages(broker_cfg.failure_topic)
     checks.append(
         (
-            f"duplicate {duplicate}: {len(dup_completions)} completion(s), {batches_run} batch(es) run "
-            f"for {dup_row.batches} needed",
-            len(dup_completions) == 1 and batches_run == dup_row.batches,
+            f"every request message answered exactly once "
+            f"({len(table) + 1} requests, {len(answers)} answers)",
+            len(answers) == len(table) + 1
+            and len(
+                {
+                    (dict(m.headers)["request-partition"], dict(m.headers)["request-offset"])
+                    for _, m in answers
+                }
+            )
+            == len(answers),
         )
     )
-    status = runtime.status(RecordId(duplicate))
-    checks.append((f"workflow of {duplicate} is {status.state}", status.state == "resolved"))
+    dup_answers = [m for _, m in answers if decode_completion(m.value or b"")[0] == duplicate]
+    dup_row = next(r for r in table if r.record_id == duplicate)
+    attempts = store.attempts(RecordId(duplicate))
+    reported = sum(int(dict(m.headers)["rows-deleted"]) for m in dup_answers) if len(attempts) > 1 else None
+    checks.append(
+        (
+            f"duplicate {duplicate}: 2 requests, {len(dup_answers)} answers, {len(attempts)} attempt(s), "
+            f"{sum(a.totals.rows_deleted for a in attempts)} rows ({dup_row.rows} + its records row) "
+            "deleted once",
+            len(dup_answers) == 2
+            and sum(a.totals.rows_deleted for a in attempts) == dup_row.rows + 1  # + its `records` row
+            and all(a.state == "done" for a in attempts)
+            and (reported is None or reported == dup_row.rows + 1),
+        )
+    )
     dlq = broker.messages(broker_cfg.dead_letter_topic)
     reasons = [dict(m.headers).get("dlq-error", b"").decode() for _, m in dlq if m.value == MALFORMED]
     checks.append(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from ..adapters.sql_schema import DEMO_DELETION_PLAN
 from ..adapters.sql_store import DeletionPlan
@@ -78,15 +79,15 @@ class BrokerSettings(_Concern):
 class DatabaseSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="forbid")
 
-    url: str = "sqlite:///record-deleter.db"
+    url: str | None = Field(default=None, description="required by every command but demo")
     deletion_plan: str = DEMO_DELETION_PLAN
     pool_size: int = Field(default=8, ge=1, le=256)
     seconds_per_row: float = Field(default=0.0, ge=0, description="memory store only: simulated cost")
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if v == "memory" or v.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or v == "memory" or v.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             return v
         raise ValueError("must be 'memory', a sqlite:/// URL or a postgresql+psycopg:// URL")
 
@@ -99,6 +100,13 @@ class DatabaseSettings(_Concern):
     @property
     def kind(self) -> str:
         return "memory" if self.url == "memory" else "sql"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password hidden, for messages and logs."""
+        if self.url is None or self.url == "memory":
+            return str(self.url)
+        return make_url(self.url).render_as_string(hide_password=True)
 
 
 class ResonateSettings(_Concern):
@@ -153,7 +161,6 @@ class WorkflowSettings(_Concern):
     # this long before it checkpoints: a checkpoint costs two server round trips (~5-15 ms), a
     # 1,000-row batch about 1-4 ms, so a checkpoint per batch spends most of the time on them.
     step_seconds: float = Field(default=0.5, ge=0, le=3600, description="0 = a checkpoint per batch")
-    step_max_attempts: int = Field(default=10, ge=0, le=1_000_000, description="0 = unbounded")
     step_retry_delay: float = Field(default=1.0, ge=0)
     step_retry_max_delay: float = Field(default=30.0, ge=0)
 

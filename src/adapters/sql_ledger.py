@@ -1,0 +1,136 @@
+"""The deletion ledger in SQL: which attempt of a record runs, which requests it answers.
+
+Functions over an open connection, so the store can put a ledger change in the same transaction
+as the batch it belongs to (the batch that finds a record empty also closes its attempt).
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import Connection, Row, Subquery, and_, func, insert, select, update
+
+from ..domain.model import AttemptRecord, AttemptTotals, RecordId, RequestRef
+from .sql_schema import deletion_attempts, deletion_audit, deletion_requests
+
+
+def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+    """Register `request` with the running attempt, or open the next one; idempotent by key.
+
+    Two joins racing to open the same next attempt collide on its primary key; the caller retries
+    the transaction and the loser then joins the winner's attempt. On PostgreSQL the running
+    attempt is read `FOR UPDATE`, so a join waits for an attempt being closed and then opens
+    the next one instead of joining one that already finished.
+    """
+    known = conn.execute(
+        select(deletion_requests.c.attempt).where(deletion_requests.c.request_key == request_key)
+    ).scalar()
+    if known is not None:
+        return int(known)
+    a = deletion_attempts.c
+    running = conn.execute(
+        select(a.attempt).where(a.record_id == record_id.value, a.state == "running").with_for_update()
+    ).scalar()
+    if running is None:
+        last = conn.execute(select(func.max(a.attempt)).where(a.record_id == record_id.value)).scalar()
+        running = int(last or 0) + 1
+        conn.execute(
+            insert(deletion_attempts).values(record_id=record_id.value, attempt=running, state="running")
+        )
+    conn.execute(
+        insert(deletion_requests).values(
+            request_key=request_key,
+            record_id=record_id.value,
+            attempt=running,
+            topic=request.topic,
+            partition=request.partition,
+            offset=request.offset,
+            message_timestamp=request.timestamp,
+            headers=json.dumps([[k, v.decode("latin-1")] for k, v in request.headers]),
+        )
+    )
+    return int(running)
+
+
+def totals(conn: Connection, record_id: RecordId, attempt: int) -> AttemptTotals:
+    """Rows and batches of one attempt, counted from the audit trail."""
+    d = deletion_audit.c
+    rows, batches = conn.execute(
+        select(func.coalesce(func.sum(d.rows_deleted), 0), func.count()).where(
+            d.record_id == record_id.value, d.attempt == attempt
+        )
+    ).one()
+    return AttemptTotals(int(rows), int(batches))
+
+
+def close(
+    conn: Connection, record_id: RecordId, attempt: int, state: str, reason: str | None = None
+) -> AttemptTotals:
+    """Close a running attempt as `state` (done | failed) with its totals; a closed one stays as it is."""
+    t = totals(conn, record_id, attempt)
+    a = deletion_attempts.c
+    conn.execute(
+        update(deletion_attempts)
+        .where(a.record_id == record_id.value, a.attempt == attempt, a.state == "running")
+        .values(
+            state=state, finished_at=func.now(), rows_deleted=t.rows_deleted, batches=t.batches, reason=reason
+        )
+    )
+    return t
+
+
+def _requests_per_attempt() -> Subquery:
+    r = deletion_requests.c
+    return (
+        select(r.record_id, r.attempt, func.count().label("requests"))
+        .group_by(r.record_id, r.attempt)
+        .subquery()
+    )
+
+
+def attempts(conn: Connection, record_id: RecordId) -> list[AttemptRecord]:
+    """Every attempt of a record, oldest first (running ones with their totals so far)."""
+    a, sub = deletion_attempts.c, _requests_per_attempt()
+    n = sub.c
+    query = (
+        select(deletion_attempts, func.coalesce(n.requests, 0))
+        .outerjoin(sub, and_(n.record_id == a.record_id, n.attempt == a.attempt))
+        .where(a.record_id == record_id.value)
+        .order_by(a.attempt)
+    )
+    return [_record(conn, row) for row in conn.execute(query)]
+
+
+def latest(conn: Connection, state: str | None, limit: int) -> list[AttemptRecord]:
+    """The latest attempt of each record (optionally only those in `state`), newest first."""
+    a = deletion_attempts.c
+    newest = select(a.record_id, func.max(a.attempt).label("attempt")).group_by(a.record_id).subquery()
+    sub = _requests_per_attempt()
+    query = (
+        select(deletion_attempts, func.coalesce(sub.c.requests, 0))
+        .join(newest, and_(newest.c.record_id == a.record_id, newest.c.attempt == a.attempt))
+        .outerjoin(sub, and_(sub.c.record_id == a.record_id, sub.c.attempt == a.attempt))
+        .order_by(a.started_at.desc(), a.record_id)
+        .limit(limit)
+    )
+    if state is not None:
+        query = query.where(a.state == state)
+    return [_record(conn, row) for row in conn.execute(query)]
+
+
+def _record(conn: Connection, row: Row) -> AttemptRecord:  # type: ignore[type-arg]
+    m = row._mapping
+    if m["state"] == "running":
+        t = totals(conn, RecordId(m["record_id"]), m["attempt"])
+    else:
+        t = AttemptTotals(int(m["rows_deleted"] or 0), int(m["batches"] or 0))
+    return AttemptRecord(
+        record_id=m["record_id"],
+        attempt=m["attempt"],
+        state=m["state"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        totals=t,
+        reason=m["reason"],
+        requests=int(row[-1]),
+    )

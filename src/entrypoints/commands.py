@@ -1,0 +1,207 @@
+"""The operator commands: produce, setup-topics, seed, status, list, retry, check, db upgrade.
+
+Each takes the parsed arguments and the settings, builds its container through `bootstrap` and
+returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from typing import Any
+
+from ..domain.messages import encode_request
+from ..domain.model import AttemptRecord, RecordId
+from .bootstrap import bootstrap
+from .containers import AdminContainer, ProducerContainer
+from .preflight import run_checks
+from .progress import Progress
+from .settings import Settings
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+RETRY_HEADER = "record-deleter-retry-of"
+
+
+def produce(args: argparse.Namespace, settings: Settings) -> int:
+    producer = bootstrap(ProducerContainer, settings).request_producer()
+    topic = settings.broker.request_topic
+    progress = Progress(f"produce to {topic}", args.n)
+    for i in range(args.n):
+        record_id = RecordId(f"{args.prefix}{args.start + i:06d}")
+        value = (
+            encode_request(record_id)
+            if args.format == "string"
+            else json.dumps([record_id.value, i]).encode()
+        )
+        producer.send(topic, value, record_id.value.encode())
+        progress.update(i + 1)
+    producer.flush()
+    print(f"produced {args.n} requests to {topic}")
+    return EXIT_OK
+
+
+def setup_topics(settings: Settings) -> int:
+    b = settings.broker
+    outcome = (
+        bootstrap(AdminContainer, settings)
+        .topic_admin()
+        .create(
+            {
+                b.request_topic: b.partitions,
+                b.completion_topic: b.partitions,
+                b.failure_topic: 1,
+                b.dead_letter_topic: 1,
+            },
+            replication_factor=b.replication_factor,
+        )
+    )
+    for name, what in outcome.items():
+        print(f"{name}: {what}")
+    return EXIT_OK
+
+
+def seed(args: argparse.Namespace, settings: Settings) -> int:
+    container = bootstrap(AdminContainer, settings)
+    try:
+        container.create_demo_tables()  # seed writes the demo schema's tables (records, record_rows)
+        store = container.record_store()
+        rng = random.Random(args.seed)
+        top = math.log10(max(1, args.max_rows))
+        counts = [
+            args.rows if args.rows is not None else round(10 ** rng.uniform(0, top))
+            for _ in range(args.records)
+        ]
+        progress = Progress("seed rows", sum(counts))
+        done = 0
+        for i, n in enumerate(counts):
+            store.add_record(RecordId(f"{args.prefix}{args.start + i:06d}"), n)
+            done += n
+            progress.update(done)
+        print(
+            f"seeded {args.records} records, {sum(counts):,} rows ({min(counts)}..{max(counts)} per record)"
+        )
+    finally:
+        container.shutdown_resources()
+    return EXIT_OK
+
+
+def _attempt_json(a: AttemptRecord) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "state": a.state,
+        "requests": a.requests,
+        "rows_deleted": a.totals.rows_deleted,
+        "batches": a.totals.batches,
+        "started_at": a.started_at,
+        "finished_at": a.finished_at,
+        "reason": a.reason,
+    }
+
+
+def status(args: argparse.Namespace, settings: Settings) -> int:
+    """never requested | running (how far) | done (when, how many rows) | failed (why)."""
+    record_id = RecordId(args.record_id)
+    container = bootstrap(AdminContainer, settings)
+    try:
+        store = container.record_store()
+        attempts = store.attempts(record_id)
+        report: dict[str, Any] = {"record_id": record_id.value}
+        if not attempts:
+            report["state"] = "never requested"
+        else:
+            report |= {"state": attempts[-1].state, **_attempt_json(attempts[-1])}
+            report["attempts"] = [_attempt_json(a) for a in attempts]
+        report["rows_left"] = store.count_rows(record_id)
+    finally:
+        container.shutdown_resources()
+    print(json.dumps(report, indent=2, default=str))
+    return EXIT_OK
+
+
+def list_records(args: argparse.Namespace, settings: Settings) -> int:
+    """The latest attempt of each record, newest first; `pending` = running without a batch yet."""
+    container = bootstrap(AdminContainer, settings)
+    state = {"pending": "running"}.get(args.state, args.state)
+    try:
+        found = container.record_store().latest_attempts(state, args.limit)
+    finally:
+        container.shutdown_resources()
+    if args.state == "pending":
+        found = [a for a in found if a.totals.batches == 0]
+    elif args.state == "running":
+        found = [a for a in found if a.totals.batches > 0]
+    if args.format == "json":
+        print(json.dumps([{"record_id": a.record_id, **_attempt_json(a)} for a in found], default=str))
+        return EXIT_OK
+    for a in found:
+        when = (a.finished_at or a.started_at).isoformat(timespec="seconds")
+        shown = "pending" if a.state == "running" and a.totals.batches == 0 else a.state
+        reason = f"  {a.reason}" if a.reason else ""
+        print(f"{a.record_id}\tattempt {a.attempt}\t{shown}\t{a.totals.rows_deleted} rows\t{when}{reason}")
+    return EXIT_OK
+
+
+def retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Request a new attempt for a failed record: a request message like any other, so it is
+    answered on the completion or failure topic like any other."""
+    record_id = RecordId(args.record_id)
+    container = bootstrap(AdminContainer, settings)
+    try:
+        attempts = container.record_store().attempts(record_id)
+    finally:
+        container.shutdown_resources()
+    state = attempts[-1].state if attempts else "never requested"
+    if state != "failed":
+        print(
+            f"record-deleter: record {record_id.value!r} is {state}, not failed; "
+            "only a failed record is retried",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    producer = bootstrap(ProducerContainer, settings).request_producer()
+    producer.send(
+        settings.broker.request_topic,
+        encode_request(record_id),
+        record_id.value.encode(),
+        ((RETRY_HEADER, str(attempts[-1].attempt).encode()),),
+    )
+    producer.flush()
+    print(
+        f"requested attempt {attempts[-1].attempt + 1} of {record_id.value!r} "
+        f"on {settings.broker.request_topic}"
+    )
+    return EXIT_OK
+
+
+def check(settings: Settings, *, quiet_ok: bool = False) -> int:
+    """Every pre-flight check, one line each; exit 2 for a misconfiguration, 3 for an unreachable service."""
+    container = bootstrap(AdminContainer, settings)
+    try:
+        findings = run_checks(container, settings)
+    finally:
+        container.shutdown_resources()
+    for f in findings:
+        if f.level == "ok" and quiet_ok:
+            continue
+        print(f"record-deleter: {f.level}: {f.text}" if f.level != "ok" else f"ok: {f.text}", file=sys.stderr)
+    if any(f.level == "error" for f in findings):
+        return EXIT_USAGE
+    if any(f.level == "unreachable" for f in findings):
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from ..adapters.sql_migrations import upgrade
+
+    if settings.database.kind != "sql" or settings.database.url is None:
+        print("record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr)
+        return EXIT_USAGE
+    upgrade(settings.database.url, args.revision)
+    print(f"database at revision {args.revision}")
+    return EXIT_OK
