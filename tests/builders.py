@@ -34,13 +34,9 @@ def workflow_params(**changes: Any) -> WorkflowParams:
 
 
 def step_retry(**changes: Any) -> StepRetry:
-    names = {
-        "max_attempts": "step_max_attempts",
-        "delay": "step_retry_delay",
-        "max_delay": "step_retry_max_delay",
-    }
+    names = {"delay": "step_retry_delay", "max_delay": "step_retry_max_delay"}
     w = WorkflowSettings.model_validate({names[k]: v for k, v in changes.items()})
-    return StepRetry(w.step_max_attempts, w.step_retry_delay, w.step_retry_max_delay)
+    return StepRetry(w.step_retry_delay, w.step_retry_max_delay)
 
 
 def resonate(mode: str = "local", **changes: Any) -> Any:
@@ -67,6 +63,7 @@ def runtime(
     params: WorkflowParams | None = None,
     retry: StepRetry | None = None,
     events: Events | None = None,
+    namespace: str = "test",
     target: str | None = None,
 ) -> ResonateRuntime:
     return ResonateRuntime(
@@ -76,6 +73,7 @@ def runtime(
         params=params or workflow_params(),
         step_retry=retry or step_retry(),
         events=events or NoEvents(),
+        namespace=namespace,
         target=target,
     )
 

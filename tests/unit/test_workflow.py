@@ -22,8 +22,7 @@ from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry
 from record_deleter.domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from record_deleter.domain.model import BatchResult, RecordId
-from record_deleter.domain.workflow import DeletionAborted
+from record_deleter.domain.model import AttemptTotals, BatchResult, InboundMessage, RecordId, RequestRef
 from tests import builders
 from tests.conftest import wait_for
 
@@ -33,9 +32,18 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:keys will default to True:DeprecationWarning"),
 ]
 
+REQUESTS = "records_to_be_deleted"
 COMPLETIONS = "records_that_were_deleted"
 FAILURES = "record_deletions_failed"
 WAIT = 30.0
+
+
+def message(
+    record_id: str, offset: int, *, partition: int = 0, headers: tuple[tuple[str, bytes], ...] = ()
+) -> InboundMessage:
+    """A request message as the broker delivers it (its timestamp fixed by its offset)."""
+    value = json.dumps(record_id).encode()
+    return InboundMessage(REQUESTS, partition, offset, value, record_id.encode(), headers, 1_000 + offset)
 
 
 class CountingStore:
@@ -53,7 +61,7 @@ class CountingStore:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
 
-    def delete_batch(self, record_id: RecordId, batch_size: int) -> BatchResult:
+    def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
         with self._lock:
             self.calls[record_id.value] += 1
             call = self.calls[record_id.value]
@@ -61,7 +69,13 @@ class CountingStore:
             self._fault(record_id, call)
         if self._delay is not None and (seconds := self._delay(record_id)) > 0:
             time.sleep(seconds)  # simulated deletion cost of this batch, not a wait for a condition
-        return self.inner.delete_batch(record_id, batch_size)
+        return self.inner.delete_batch(record_id, batch_size, attempt)
+
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+        return self.inner.join_attempt(record_id, request, request_key)
+
+    def fail_attempt(self, record_id: RecordId, attempt: int, reason: str) -> AttemptTotals:
+        return self.inner.fail_attempt(record_id, attempt, reason)
 
     def executions(self, record_id: RecordId) -> int:
         with self._lock:
@@ -117,23 +131,39 @@ def harness() -> Iterator[Harness]:
         runtime.stop()
 
 
-def test_all_rows_are_deleted_across_batches_and_the_completion_is_published(harness: Harness) -> None:
+def run(runtime: ResonateRuntime, *messages: InboundMessage) -> list[dict[str, object]]:
+    """Start the request workflow of each message (as the hand-off does), then wait for them all."""
+    for m in messages:
+        runtime.start(RecordId(json.loads(m.value or b"null")), m)
+    return [runtime.wait(runtime.request_key(m), WAIT) for m in messages]
+
+
+def test_all_rows_are_deleted_across_batches_and_the_answer_is_published(harness: Harness) -> None:
     rid = RecordId("rec-1")
     harness.rows.add_record(rid, 95)
     runtime = harness.make_runtime(batch_size=10)
 
-    runtime.start(rid, 7)
-    result = runtime.wait(rid, WAIT)
+    [result] = run(runtime, message("rec-1", 7, partition=2, headers=(("traceparent", b"00-abc-01"),)))
 
     assert harness.rows.count_rows(rid) == 0
     assert harness.store.executions(rid) == 10
-    assert result == {"status": "deleted", "record_id": "rec-1", "rows_deleted": 95, "batches": 10}
+    assert result == {"record_id": "rec-1", "attempt": 1, "deleted": True, "totals": [95, 10]}
     [(value, headers, key)] = harness.completions()
     assert value == ["rec-1", 7]
     assert key == b"rec-1"
-    assert headers == {"rows-deleted": b"95", "batches": b"10", "idempotency-key": b"rec-1"}
+    assert headers["rows-deleted"] == b"95"
+    assert headers["batches"] == b"10"
+    assert headers["attempt"] == b"1"
+    assert (headers["request-topic"], headers["request-partition"], headers["request-offset"]) == (
+        REQUESTS.encode(),
+        b"2",
+        b"7",
+    )
+    assert headers["traceparent"] == b"00-abc-01", "the request's own headers are carried over"
+    assert headers["idempotency-key"].startswith(b"rd:req:")
     assert harness.failures() == []
-    assert runtime.status(rid).state == "resolved"
+    [attempt] = harness.rows.attempts(rid)
+    assert (attempt.state, attempt.requests, attempt.totals.rows_deleted) == ("done", 1, 95)
 
 
 def test_a_transient_failure_retries_only_that_batch(harness: Harness) -> None:
@@ -147,36 +177,76 @@ def test_a_transient_failure_retries_only_that_batch(harness: Harness) -> None:
     store = CountingStore(harness.rows, fault=third_call_fails_once)
     runtime = harness.make_runtime(batch_size=10, store=store)
 
-    runtime.start(rid, 0)
-    result = runtime.wait(rid, WAIT)
+    [result] = run(runtime, message("flaky", 0))
 
     assert store.executions(rid) == 5 + 1, "batches before the failure must not run again"
     assert harness.rows.count_rows(rid) == 0
-    assert result["batches"] == 5
-    assert result["rows_deleted"] == 50
+    assert result["totals"] == [50, 5]
     [(value, headers, _)] = harness.completions()
     assert value == ["flaky", 0]
-    assert headers["batches"] == b"5"
-    assert headers["rows-deleted"] == b"50"
+    assert (headers["rows-deleted"], headers["batches"]) == (b"50", b"5")
 
 
-@pytest.mark.parametrize("second_start", ["while-running", "after-completion"])
-def test_the_same_record_started_twice_runs_one_workflow(harness: Harness, second_start: str) -> None:
-    rid = RecordId("dup")
-    harness.rows.add_record(rid, 40)  # 4 batches of 10
-    store = CountingStore(harness.rows, delay=lambda _: 0.02)
+def test_a_redelivered_message_makes_no_second_workflow_and_no_second_answer(harness: Harness) -> None:
+    rid = RecordId("redelivered")
+    harness.rows.add_record(rid, 40)
+    runtime = harness.make_runtime(batch_size=10)
+
+    run(runtime, message("redelivered", 5))
+    run(runtime, message("redelivered", 5))  # the same message again (a rebalance, a restart)
+
+    assert harness.store.executions(rid) == 4
+    assert [value for value, _, _ in harness.completions()] == [["redelivered", 5]]
+    assert len(harness.rows.attempts(rid)) == 1
+
+
+def test_two_requests_while_one_deletion_runs_share_it_and_each_gets_an_answer(harness: Harness) -> None:
+    rid = RecordId("joined")
+    harness.rows.add_record(rid, 40)  # 4 batches of 10, 50 ms each
+    release = threading.Event()
+
+    def first_batch_waits(record_id: RecordId, call: int) -> None:
+        if call == 1:
+            release.wait(WAIT)
+
+    store = CountingStore(harness.rows, fault=first_batch_waits)
     runtime = harness.make_runtime(batch_size=10, store=store)
+    first, second = message("joined", 1), message("joined", 2)
+    runtime.start(rid, first)
+    wait_for(lambda: store.executions(rid) == 1, timeout=WAIT, message="the deletion is under way")
+    runtime.start(rid, second)
+    wait_for(
+        lambda: len(harness.rows.attempts(rid)) == 1 and harness.rows.attempts(rid)[0].requests == 2,
+        timeout=WAIT,
+        message="the second request joined the running attempt",
+    )
+    release.set()
+    runtime.wait(runtime.request_key(first), WAIT)
+    runtime.wait(runtime.request_key(second), WAIT)
 
-    runtime.start(rid, 1)
-    if second_start == "after-completion":
-        runtime.wait(rid, WAIT)
-    runtime.start(rid, 2)
-    runtime.wait(rid, WAIT)
+    assert store.executions(rid) == 4, "one deletion, not two"
+    answers = sorted(
+        (value[1], headers["attempt"], headers["rows-deleted"]) for value, headers, _ in harness.completions()
+    )
+    assert answers == [(1, b"1", b"40"), (2, b"1", b"40")]
 
-    assert store.executions(rid) == 4
+
+def test_a_request_after_the_deletion_finished_starts_a_new_attempt(harness: Harness) -> None:
+    rid = RecordId("again@example.com")
+    harness.rows.add_record(rid, 30)
+    runtime = harness.make_runtime(batch_size=10)
+
+    run(runtime, message(rid.value, 1))
+    harness.rows.add_record(rid, 12)  # the application re-created rows under the same id
+    [second] = run(runtime, message(rid.value, 9))
+
     assert harness.rows.count_rows(rid) == 0
-    completions = harness.completions()
-    assert [value for value, _, _ in completions] == [["dup", 1]], "one completion, from the first delivery"
+    assert second["attempt"] == 2
+    answers = [
+        (value[1], headers["attempt"], headers["rows-deleted"]) for value, headers, _ in harness.completions()
+    ]
+    assert answers == [(1, b"1", b"30"), (9, b"2", b"12")]
+    assert [a.state for a in harness.rows.attempts(rid)] == ["done", "done"]
 
 
 def test_a_big_record_does_not_hold_up_small_ones_behind_it(harness: Harness) -> None:
@@ -188,9 +258,9 @@ def test_a_big_record_does_not_hold_up_small_ones_behind_it(harness: Harness) ->
     store = CountingStore(harness.rows, delay=lambda rid: 0.05 if rid == big else 0.0)
     runtime = harness.make_runtime(batch_size=10, store=store)
 
-    runtime.start(big, 0)
+    runtime.start(big, message("big", 0))
     for offset, rid in enumerate(small, start=1):
-        runtime.start(rid, offset)
+        runtime.start(rid, message(rid.value, offset))
 
     def completed_ids() -> list[str]:
         return [str(value[0]) for value, _, _ in harness.completions()]
@@ -202,70 +272,83 @@ def test_a_big_record_does_not_hold_up_small_ones_behind_it(harness: Harness) ->
     )
     assert big.value not in completed_ids(), "small records must complete before the big one"
     assert harness.rows.count_rows(big) > 0
-    runtime.wait(big, WAIT)
+    runtime.wait(runtime.request_key(message("big", 0)), WAIT)
     order = completed_ids()
     assert order[-1] == "big"
     assert len(order) == 21
     assert harness.rows.count_rows(big) == 0
 
 
-def test_a_permanent_error_is_not_retried_and_is_published_as_a_failure(harness: Harness) -> None:
+def test_a_permanent_error_fails_the_attempt_then_a_new_request_completes(harness: Harness) -> None:
+    """No record id is burned: after the cause is fixed, the next request deletes and answers."""
     rid = RecordId("bad-plan")
     harness.rows.add_record(rid, 30)
+    broken = threading.Event()
+    broken.set()
 
     def plan_is_invalid(record_id: RecordId, call: int) -> None:
-        raise DeletionPlanInvalid("deletion plan names table 'nope', which does not exist")
+        if broken.is_set():
+            raise DeletionPlanInvalid("deletion plan names table 'nope', which does not exist")
 
     store = CountingStore(harness.rows, fault=plan_is_invalid)
-    runtime = harness.make_runtime(
-        batch_size=10, store=store, retry=builders.step_retry(max_attempts=5, delay=0.01)
-    )
+    runtime = harness.make_runtime(batch_size=10, store=store)
 
-    runtime.start(rid, 3)
-    with pytest.raises(DeletionAborted, match="DeletionPlanInvalid"):
-        runtime.wait(rid, WAIT)
+    [first] = run(runtime, message("bad-plan", 3))
 
-    assert store.executions(rid) == 1
+    assert store.executions(rid) == 1, "a permanent error is not retried"
+    assert first["deleted"] is False
     [failure] = harness.failures()
-    assert failure["record_id"] == "bad-plan"
-    assert failure["offset"] == 3
+    assert (failure["record_id"], failure["offset"], failure["attempt"]) == ("bad-plan", 3, 1)
     assert "DeletionPlanInvalid" in str(failure["error"])
     assert "'nope'" in str(failure["error"])
     assert harness.completions() == []
-    status = runtime.status(rid)
-    assert status.state == "rejected"
-    assert "DeletionPlanInvalid" in str(status.detail)
+    [attempt] = harness.rows.attempts(rid)
+    assert attempt.state == "failed"
+    assert "DeletionPlanInvalid" in str(attempt.reason)
     assert harness.rows.count_rows(rid) == 30
 
+    broken.clear()  # the operator fixed the plan
+    [second] = run(runtime, message("bad-plan", 4))
 
-def test_a_store_that_stays_down_is_retried_up_to_the_limit_then_fails(harness: Harness) -> None:
+    assert second == {"record_id": "bad-plan", "attempt": 2, "deleted": True, "totals": [30, 3]}
+    assert harness.rows.count_rows(rid) == 0
+    assert [value for value, _, _ in harness.completions()] == [["bad-plan", 4]]
+
+
+def test_a_store_that_stays_down_never_fails_the_record(harness: Harness) -> None:
+    """Far longer than any bounded retry budget: the record waits, then completes."""
     rid = RecordId("down")
     harness.rows.add_record(rid, 30)
+    down = threading.Event()
+    down.set()
 
-    def always_down(record_id: RecordId, call: int) -> None:
-        raise RecordStoreUnavailable("database unavailable: connection refused")
+    def unreachable(record_id: RecordId, call: int) -> None:
+        if down.is_set():
+            raise RecordStoreUnavailable("database unavailable: connection refused")
 
-    store = CountingStore(harness.rows, fault=always_down)
+    store = CountingStore(harness.rows, fault=unreachable)
     runtime = harness.make_runtime(
-        batch_size=10, store=store, retry=builders.step_retry(max_attempts=3, delay=0.01)
+        batch_size=10, store=store, retry=builders.step_retry(delay=0.01, max_delay=0.02)
     )
+    m = message("down", 4)
+    runtime.start(rid, m)
 
-    runtime.start(rid, 4)
-    with pytest.raises(DeletionAborted, match="RecordStoreUnavailable"):
-        runtime.wait(rid, WAIT)
+    wait_for(
+        lambda: store.executions(rid) >= 50,
+        timeout=WAIT,
+        message="50 attempts against a database that is down",
+    )
+    assert harness.failures() == []
+    down.clear()
+    result = runtime.wait(runtime.request_key(m), WAIT)
 
-    assert store.executions(rid) == 3
-    [failure] = harness.failures()
-    assert failure["record_id"] == "down"
-    assert "RecordStoreUnavailable" in str(failure["error"])
-    assert "connection refused" in str(failure["error"])
-    status = runtime.status(rid)
-    assert status.state == "rejected"
-    assert "RecordStoreUnavailable" in str(status.detail)
-    assert harness.completions() == []
+    assert result["deleted"] is True
+    assert harness.failures() == []
+    assert [value for value, _, _ in harness.completions()] == [["down", 4]]
+    assert harness.rows.count_rows(rid) == 0
 
 
-def test_a_failure_after_some_batches_reports_what_was_deleted(harness: Harness) -> None:
+def test_a_failure_after_some_batches_reports_exactly_what_was_deleted(harness: Harness) -> None:
     rid = RecordId("partial")
     harness.rows.add_record(rid, 50)
 
@@ -276,9 +359,7 @@ def test_a_failure_after_some_batches_reports_what_was_deleted(harness: Harness)
     store = CountingStore(harness.rows, fault=fails_from_third_call)
     runtime = harness.make_runtime(batch_size=10, store=store)
 
-    runtime.start(rid, 0)
-    with pytest.raises(DeletionAborted):
-        runtime.wait(rid, WAIT)
+    run(runtime, message("partial", 0))
 
     [failure] = harness.failures()
     assert failure["rows_deleted"] == 20
@@ -293,22 +374,19 @@ def test_the_workflow_pauses_durably_between_batches(harness: Harness) -> None:
     runtime = harness.make_runtime(batch_size=10, pause=pause)
 
     started = time.monotonic()
-    runtime.start(rid, 0)
-    result = runtime.wait(rid, WAIT)
+    [result] = run(runtime, message("paced", 0))
     elapsed = time.monotonic() - started
 
     assert elapsed >= 2 * pause
-    assert result["rows_deleted"] == 30
-    assert result["batches"] == 3
+    assert result["totals"] == [30, 3]
     assert harness.store.executions(rid) == 3
     assert harness.rows.count_rows(rid) == 0
     [(value, _, _)] = harness.completions()
     assert value == ["paced", 0]
 
 
-def test_status_of_a_record_never_started_is_unknown(harness: Harness) -> None:
-    runtime = harness.make_runtime()
-    assert runtime.status(RecordId("never")).state == "unknown"
+def test_a_record_never_requested_has_no_attempts(harness: Harness) -> None:
+    assert harness.rows.attempts(RecordId("never")) == []
 
 
 def test_in_flight_counts_unfinished_workflows(harness: Harness) -> None:
@@ -320,10 +398,11 @@ def test_in_flight_counts_unfinished_workflows(harness: Harness) -> None:
         release.wait(WAIT)
 
     runtime = harness.make_runtime(store=CountingStore(harness.rows, fault=hold))
-    runtime.start(rid, 0)
+    m = message("held", 0)
+    runtime.start(rid, m)
     assert runtime.in_flight() == 1
     release.set()
-    runtime.wait(rid, WAIT)
+    runtime.wait(runtime.request_key(m), WAIT)
     wait_for(lambda: runtime.in_flight() == 0, timeout=WAIT, message="in_flight drops to 0")
 
 
@@ -339,10 +418,7 @@ def test_many_workflows_started_at_once_all_complete(harness: Harness) -> None:
         harness.rows.add_record(rid, 3)
     runtime = harness.make_runtime(batch_size=10)
 
-    for offset, rid in enumerate(ids):
-        runtime.start(rid, offset)
-    for rid in ids:
-        runtime.wait(rid, 60)
+    run(runtime, *(message(rid.value, offset) for offset, rid in enumerate(ids)))
 
     completions = harness.completions()
     assert len(completions) == STRESS_WORKFLOWS
@@ -357,7 +433,7 @@ _STRESS_SCRIPT = textwrap.dedent(
     import sys
     from record_deleter.adapters.memory_broker import InMemoryBroker
     from record_deleter.adapters.memory_store import InMemoryRecordStore
-    from record_deleter.domain.model import RecordId
+    from record_deleter.domain.model import InboundMessage, RecordId
     from tests import builders
 
     n = int(sys.argv[1])
@@ -375,10 +451,11 @@ _STRESS_SCRIPT = textwrap.dedent(
         params=builders.workflow_params(batch_size=10),
         retry=builders.step_retry(delay=0.01),
     )
-    for offset, rid in enumerate(ids):
-        runtime.start(rid, offset)
-    for rid in ids:
-        runtime.wait(rid, 60)
+    messages = [InboundMessage("requests", 0, offset, b"", None, (), offset) for offset in range(n)]
+    for rid, m in zip(ids, messages):
+        runtime.start(rid, m)
+    for m in messages:
+        runtime.wait(runtime.request_key(m), 60)
     done = len(broker.messages("done"))
     runtime.stop()
     if done != n:
@@ -390,7 +467,7 @@ _STRESS_SCRIPT = textwrap.dedent(
 
 def test_the_stress_run_never_crashes_the_process() -> None:
     """An SDK thread crash is os._exit(1): only a separate process can observe it as an exit code."""
-    for run in range(3):
+    for attempt in range(3):
         proc = subprocess.run(
             [sys.executable, "-c", _STRESS_SCRIPT, str(STRESS_WORKFLOWS)],
             capture_output=True,
@@ -398,4 +475,4 @@ def test_the_stress_run_never_crashes_the_process() -> None:
             timeout=120,
             check=False,
         )
-        assert proc.returncode == 0, f"run {run + 1} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"run {attempt + 1} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
