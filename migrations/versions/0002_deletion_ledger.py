@@ -35,6 +35,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("record_id", "attempt", name="pk_deletion_attempts"),
     )
     op.create_index("ix_deletion_attempts_state", "deletion_attempts", ["state"])
+    # At most one running attempt per record: the invariant itself, not just the code's intent.
+    op.create_index(
+        "ix_deletion_attempts_one_running",
+        "deletion_attempts",
+        ["record_id"],
+        unique=True,
+        sqlite_where=sa.text("state = 'running'"),
+        postgresql_where=sa.text("state = 'running'"),
+    )
     op.create_table(
         "deletion_requests",
         sa.Column(
@@ -50,14 +59,16 @@ def upgrade() -> None:
         sa.Column("headers", sa.Text(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_deletion_requests"),
-        sa.UniqueConstraint("request_key", name="uq_deletion_requests_request_key"),
     )
+    op.create_index("ix_deletion_requests_request_key", "deletion_requests", ["request_key"], unique=True)
     op.create_index("ix_deletion_requests_record_id", "deletion_requests", ["record_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deletion_requests_request_key", table_name="deletion_requests")
     op.drop_index("ix_deletion_requests_record_id", table_name="deletion_requests")
     op.drop_table("deletion_requests")
+    op.drop_index("ix_deletion_attempts_one_running", table_name="deletion_attempts")
     op.drop_index("ix_deletion_attempts_state", table_name="deletion_attempts")
     op.drop_table("deletion_attempts")
     with op.batch_alter_table("deletion_audit") as batch:

@@ -10,7 +10,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -48,6 +61,14 @@ deletion_attempts = Table(
     Column("rows_deleted", BigInteger, nullable=True),
     Column("batches", Integer, nullable=True),
     Column("reason", Text, nullable=True),
+    # The invariant itself: two requests racing to open a record's next attempt cannot both win.
+    Index(
+        "ix_deletion_attempts_one_running",
+        "record_id",
+        unique=True,
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
 )
 
 # One row per distinct request message, with the attempt that answers it.
@@ -55,7 +76,7 @@ deletion_requests = Table(
     "deletion_requests",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("request_key", String(600), nullable=False, unique=True),
+    Column("request_key", String(600), nullable=False),
     Column("record_id", String(128), nullable=False, index=True),
     Column("attempt", Integer, nullable=False),
     Column("topic", String(249), nullable=False),
@@ -64,6 +85,7 @@ deletion_requests = Table(
     Column("message_timestamp", BigInteger, nullable=True),
     Column("headers", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    Index("ix_deletion_requests_request_key", "request_key", unique=True),
 )
 
 demo_metadata = MetaData(naming_convention=NAMING_CONVENTION)

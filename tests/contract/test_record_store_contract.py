@@ -20,7 +20,7 @@ from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 from record_deleter.adapters.sql_store import DeletionPlan, PlanStep, SqlRecordStore
 from record_deleter.domain.errors import DeletionPlanInvalid
-from record_deleter.domain.model import BatchResult, RecordId
+from record_deleter.domain.model import AttemptTotals, BatchResult, RecordId, RequestRef
 from tests import builders
 from tests.conftest import service_endpoint
 
@@ -100,6 +100,15 @@ def drain(delete: Callable[[], BatchResult], limit: int = 10_000) -> list[BatchR
     pytest.fail(f"still reporting more rows after {limit} batches")
 
 
+def assert_nothing_left(result: BatchResult) -> None:
+    assert (result.deleted, result.more) == (0, False)
+
+
+def request(offset: int, *, headers: tuple[tuple[str, bytes], ...] = ()) -> tuple[RequestRef, str]:
+    ref = RequestRef("records_to_be_deleted", 0, offset, 1_700_000_000_000 + offset, headers)
+    return ref, f"{ref.key('contract')}:{uuid.uuid4().hex}"
+
+
 # --- the contract -------------------------------------------------------------------------------
 
 
@@ -113,7 +122,7 @@ def test_batches_delete_everything_at_most_batch_size_at_a_time(
     before = store.count_rows(rid)
     assert before > 0
 
-    results = drain(lambda: store.delete_batch(rid, batch_size))
+    results = drain(lambda: store.delete_batch(rid, batch_size, 1))
 
     assert all(0 <= r.deleted <= batch_size for r in results)
     assert sum(r.deleted for r in results) == before
@@ -125,7 +134,7 @@ def test_batches_delete_everything_at_most_batch_size_at_a_time(
 
 def test_deleting_an_unknown_record_is_a_no_op(subject: Subject) -> None:
     rid = new_id("unknown")
-    assert subject.store.delete_batch(rid, 10) == BatchResult(0, False)
+    assert_nothing_left(subject.store.delete_batch(rid, 10, 1))
     assert subject.store.count_rows(rid) == 0
 
 
@@ -134,11 +143,11 @@ def test_deleting_an_already_deleted_record_is_a_no_op(subject: Subject) -> None
     store = subject.store
     rid = new_id()
     store.add_record(rid, 3)
-    drain(lambda: store.delete_batch(rid, 10))
+    drain(lambda: store.delete_batch(rid, 10, 1))
     calls = store.batches_done(rid)
 
-    assert store.delete_batch(rid, 10) == BatchResult(0, False)
-    assert store.delete_batch(rid, 10) == BatchResult(0, False)
+    assert_nothing_left(store.delete_batch(rid, 10, 1))
+    assert_nothing_left(store.delete_batch(rid, 10, 1))
     assert store.count_rows(rid) == 0
     assert store.batches_done(rid) == calls + 2, "every executed batch is counted, even a no-op"
 
@@ -150,7 +159,7 @@ def test_other_records_are_untouched(subject: Subject) -> None:
     store.add_record(neighbour, 25)
     neighbour_before = store.count_rows(neighbour)
 
-    drain(lambda: store.delete_batch(target, 10))
+    drain(lambda: store.delete_batch(target, 10, 1))
 
     assert store.count_rows(target) == 0
     assert store.count_rows(neighbour) == neighbour_before
@@ -177,7 +186,7 @@ def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> N
         try:
             go.wait(10)
             while True:
-                result = store.delete_batch(rid, 7)
+                result = store.delete_batch(rid, 7, 1)
                 with lock:
                     results.append(result)
                 if not result.more:
@@ -201,19 +210,126 @@ def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> N
     assert store.batches_done(rid) == len(results)
 
 
+# --- the ledger: one attempt at a time per record, one row per distinct request -------------------
+
+
+def test_requests_join_the_running_attempt_and_a_later_one_opens_the_next(subject: Subject) -> None:
+    store = subject.store
+    rid = new_id("ledger")
+    store.add_record(rid, 5)
+    rows = store.count_rows(rid)  # the SQL stores count the parent row in `records` too
+    (first, key1), (second, key2), (third, key3) = request(1), request(2), request(3)
+
+    assert store.join_attempt(rid, first, key1) == 1
+    assert store.join_attempt(rid, first, key1) == 1, "registering the same request again is a no-op"
+    assert store.join_attempt(rid, second, key2) == 1, "a request while attempt 1 runs joins it"
+    results = drain(lambda: store.delete_batch(rid, 2, 1))
+    assert results[-1].totals == AttemptTotals(rows, len(results))
+    assert store.join_attempt(rid, third, key3) == 2, "after attempt 1 finished, a request opens attempt 2"
+    assert store.join_attempt(rid, second, key2) == 1, "a replayed join keeps its attempt"
+
+    attempts = store.attempts(rid)
+    assert [(a.attempt, a.state, a.requests) for a in attempts] == [(1, "done", 2), (2, "running", 1)]
+    assert attempts[0].totals == AttemptTotals(rows, len(results))
+    assert attempts[0].finished_at is not None
+
+
+def test_the_totals_count_every_batch_of_the_attempt_however_many_steps_ran_them(subject: Subject) -> None:
+    """A crash between batches and the step's checkpoint re-runs the step: the audit still counts all."""
+    store = subject.store
+    rid = new_id("exact")
+    store.add_record(rid, 24)
+    rows = store.count_rows(rid)
+    ref, key = request(1)
+    attempt = store.join_attempt(rid, ref, key)
+
+    first_step = [store.delete_batch(rid, 5, attempt) for _ in range(3)]  # "crashed" before its checkpoint
+    rest = drain(lambda: store.delete_batch(rid, 5, attempt))
+
+    assert sum(r.deleted for r in first_step + rest) == rows
+    assert rest[-1].totals == AttemptTotals(rows, len(first_step) + len(rest))
+    assert store.count_rows(rid) == 0
+
+
+def test_a_failed_attempt_keeps_its_reason_and_the_next_request_opens_a_new_one(subject: Subject) -> None:
+    store = subject.store
+    rid = new_id("failing")
+    store.add_record(rid, 10)
+    (first, key1), (second, key2) = request(1), request(2)
+    attempt = store.join_attempt(rid, first, key1)
+    store.delete_batch(rid, 4, attempt)
+
+    assert store.fail_attempt(rid, attempt, "DeletionPlanInvalid: no table x") == AttemptTotals(4, 1)
+    assert store.fail_attempt(rid, attempt, "again") == AttemptTotals(4, 1), "closing twice changes nothing"
+    [failed] = store.attempts(rid)
+    assert (failed.state, failed.reason) == ("failed", "DeletionPlanInvalid: no table x")
+    assert store.join_attempt(rid, second, key2) == 2
+    drain(lambda: store.delete_batch(rid, 4, 2))
+    assert [a.state for a in store.attempts(rid)] == ["failed", "done"]
+    assert [
+        (a.record_id, a.state) for a in store.latest_attempts("done", 1000) if a.record_id == rid.value
+    ] == [(rid.value, "done")]
+    assert all(a.record_id != rid.value for a in store.latest_attempts("failed", 1000))
+
+
+def test_concurrent_first_requests_open_one_attempt(subject: Subject) -> None:
+    """Eight requests for a new record at the same instant (eight partitions): one attempt."""
+    store = subject.store
+    rid = new_id("crowd")
+    store.add_record(rid, 3)
+    go = threading.Barrier(8)
+    got: list[int] = []
+    errors: list[BaseException] = []
+
+    def join(offset: int) -> None:
+        try:
+            ref, key = request(offset)
+            go.wait(10)
+            got.append(store.join_attempt(rid, ref, key))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    assert got == [1] * 8
+    [only] = store.attempts(rid)
+    assert only.requests == 8
+
+
+@pytest.mark.parametrize(
+    "text", ["ada@example.com", "tenant/42", "v1.2.3", "Åsa Öberg", "a'; DROP TABLE records; --"]
+)
+def test_record_ids_as_real_systems_write_them(subject: Subject, text: str) -> None:
+    store = subject.store
+    rid = RecordId(f"{text}-{uuid.uuid4().hex[:8]}")
+    store.add_record(rid, 3)
+    rows = store.count_rows(rid)
+    ref, key = request(1)
+    attempt = store.join_attempt(rid, ref, key)
+    results = drain(lambda: store.delete_batch(rid, 2, attempt))
+    assert results[-1].totals == AttemptTotals(rows, len(results))
+    assert store.count_rows(rid) == 0
+    assert [a.state for a in store.attempts(rid)] == ["done"]
+
+
 # --- SQL store only -----------------------------------------------------------------------------
 
 
 def test_a_plan_naming_a_missing_table_is_invalid(sql_engine: Engine) -> None:
     store = SqlRecordStore(sql_engine, DeletionPlan((PlanStep("no_such_table", "record_id"),)))
     with pytest.raises(DeletionPlanInvalid, match="no_such_table"):
-        store.delete_batch(new_id(), 10)
+        store.delete_batch(new_id(), 10, 1)
 
 
 def test_a_plan_naming_a_missing_column_is_invalid(sql_engine: Engine) -> None:
     store = SqlRecordStore(sql_engine, DeletionPlan((PlanStep("record_rows", "owner_id"),)))
     with pytest.raises(DeletionPlanInvalid, match=r"record_rows\.owner_id"):
-        store.delete_batch(new_id(), 10)
+        store.delete_batch(new_id(), 10, 1)
 
 
 @pytest.mark.unit
@@ -239,7 +355,7 @@ def test_a_parsed_plan_deletes_in_its_order(sql_engine: Engine) -> None:
     store.add_record(rid, 12)
     before = store.count_rows(rid)
 
-    results = drain(lambda: store.delete_batch(rid, 5))
+    results = drain(lambda: store.delete_batch(rid, 5, 1))
 
     assert sum(r.deleted for r in results) == before == 13
     assert store.count_rows(rid) == 0
@@ -259,7 +375,7 @@ def test_record_ids_are_bound_parameters_not_sql_text(sql_engine: Engine) -> Non
 
     event.listen(sql_engine, "before_cursor_execute", capture)
     try:
-        drain(lambda: store.delete_batch(rid, 2))
+        drain(lambda: store.delete_batch(rid, 2, 1))
     finally:
         event.remove(sql_engine, "before_cursor_execute", capture)
 
