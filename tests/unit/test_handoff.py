@@ -34,16 +34,18 @@ class FakeStarter:
         self.always_fail = always_fail
         self.attempts: list[tuple[str, int]] = []
         self.started: list[tuple[str, int]] = []
+        self.messages: list[InboundMessage] = []
         self.in_flight_now = 0
 
-    def start(self, record_id: RecordId, offset: int) -> None:
-        self.attempts.append((record_id.value, offset))
+    def start(self, record_id: RecordId, message: InboundMessage) -> None:
+        self.attempts.append((record_id.value, message.offset))
         if record_id.value in self.always_fail:
             raise HandOffUnavailable("resonate: connection refused")
         if self.failures_left > 0:
             self.failures_left -= 1
             raise HandOffUnavailable("resonate: connection refused")
-        self.started.append((record_id.value, offset))
+        self.started.append((record_id.value, message.offset))
+        self.messages.append(message)
 
     def in_flight(self) -> int:
         return self.in_flight_now
@@ -111,8 +113,8 @@ def broker() -> InMemoryBroker:
     return broker
 
 
-def request(broker: InMemoryBroker, value: bytes | None) -> int:
-    return broker.produce(REQUESTS, value, partition=0)[1]
+def request(broker: InMemoryBroker, value: bytes | None, headers: tuple[tuple[str, bytes], ...] = ()) -> int:
+    return broker.produce(REQUESTS, value, headers=headers, partition=0)[1]
 
 
 def until(condition: Callable[[], bool], timeout: float = 10.0) -> Callable[[], bool]:
@@ -169,6 +171,36 @@ def test_nothing_is_committed_before_the_loop_commits(broker: InMemoryBroker) ->
 
     assert starter.started == [("a", 0)]
     assert committed(broker) == 0
+
+
+def test_the_whole_message_is_handed_off_so_its_answer_can_name_it(broker: InMemoryBroker) -> None:
+    """The starter gets the message itself: its coordinates key the request's one answer, and its
+    headers (trace, correlation ids) travel with it to that answer."""
+    request(broker, encode_request(RecordId("x")))
+    headers = (("traceparent", b"00-abc-01"), ("correlation-id", b"c-7"))
+    offset = request(broker, encode_request(RecordId("alice@example.com")), headers)
+    starter = FakeStarter()
+    handoff, _, _ = make_handoff(broker, starter)
+
+    handoff.run(until(lambda: len(starter.started) == 2))
+
+    handed = starter.messages[1]
+    assert (handed.topic, handed.partition, handed.offset) == (REQUESTS, 0, offset)
+    assert handed.headers == headers
+    assert handed.ref.key("ns") != starter.messages[0].ref.key("ns")
+
+
+def test_two_messages_for_one_record_are_both_handed_off(broker: InMemoryBroker) -> None:
+    """The hand-off does not collapse requests by record id: each message is owed its own answer."""
+    request(broker, encode_request(RecordId("same")))
+    request(broker, b'["same", "again"]')
+    starter = FakeStarter()
+    handoff, _, _ = make_handoff(broker, starter)
+
+    handoff.run(until(lambda: len(starter.started) == 2))
+
+    assert starter.started == [("same", 0), ("same", 1)]
+    assert committed(broker) == 2
 
 
 def test_the_reference_array_format_is_handed_off(broker: InMemoryBroker) -> None:

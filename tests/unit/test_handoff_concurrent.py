@@ -36,7 +36,7 @@ class GatedStarter:
         self.max_active = 0
         self.lock = threading.Lock()
 
-    def start(self, record_id: RecordId, offset: int) -> None:
+    def start(self, record_id: RecordId, message: InboundMessage) -> None:
         with self.lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -223,7 +223,7 @@ class ScheduledStarter:
         self.delays = iter(delays)
         self.lock = threading.Lock()
 
-    def start(self, record_id: RecordId, offset: int) -> None:
+    def start(self, record_id: RecordId, message: InboundMessage) -> None:
         with self.lock:
             delay = next(self.delays)
         time.sleep(delay)

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from tests.support import ROOT
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     from record_deleter.adapters.memory_broker import InMemoryBroker
     from record_deleter.adapters.memory_store import InMemoryRecordStore
     from tests import builders
-    from record_deleter.domain.model import RecordId
+    from record_deleter.domain.model import InboundMessage, RecordId
 
     broker = InMemoryBroker()
     broker.create_topic("done"); broker.create_topic("failed")
@@ -35,17 +35,19 @@ SCRIPT = textwrap.dedent(
     runtime = builders.runtime(
         builders.resonate("local"), store, publisher, retry=builders.step_retry(delay=0.01)
     )
+    messages = [InboundMessage("requests", 0, i, b"", None, (), 1000 + i) for i in range(len(ids))]
+    requests = list(zip(ids, messages))
     barrier = threading.Barrier(16)
     def go(chunk):
         barrier.wait()
-        for rid in chunk:
-            runtime.start(rid, 0)
-    threads = [threading.Thread(target=go, args=(ids[i::16],)) for i in range(16)]
+        for rid, message in chunk:
+            runtime.start(rid, message)
+    threads = [threading.Thread(target=go, args=(requests[i::16],)) for i in range(16)]
     for t in threads: t.start()
     for t in threads: t.join()
-    for rid in ids:
-        runtime.wait(rid, 30)
-    assert len(broker.messages("done")) == 64
+    for message in messages:
+        runtime.wait(runtime.request_key(message), 30)
+    assert len(broker.messages("done")) == 64, len(broker.messages("done"))
     runtime.stop()
     print("ok")
     """

@@ -29,6 +29,46 @@ def test_defaults_are_production_shaped() -> None:
     assert s.workflow.batch_size == 1000
 
 
+def test_there_is_no_default_database() -> None:
+    """Which database's rows get deleted is never a guess: without DATABASE_URL there is none."""
+    assert load_settings().database.url is None
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("memory", "memory"),
+        ("sqlite:///var/lib/app.db", "sql"),
+        ("postgresql+psycopg://app:pw@db:5432/app", "sql"),
+        ("postgresql://app@db/app", "sql"),
+    ],
+)
+def test_database_url_forms(monkeypatch: pytest.MonkeyPatch, url: str, kind: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    s = load_settings()
+    assert s.database.url == url
+    assert s.database.kind == kind
+
+
+def test_database_password_is_hidden_where_the_url_is_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app:hunter2@db:5432/app")
+    shown = load_settings().database.display_url
+    assert "hunter2" not in shown
+    assert shown.startswith("postgresql+psycopg://app:")
+    assert shown.endswith("@db:5432/app")
+
+
+def test_step_retries_have_a_backoff_but_no_attempt_limit(tmp_path) -> None:
+    """Transient trouble never fails a record, so there is no attempt limit to set: a config file
+    that still sets the old one is refused by name rather than silently ignored."""
+    s = load_settings()
+    assert 0 < s.workflow.step_retry_delay <= s.workflow.step_retry_max_delay
+    cfg = tmp_path / "rd.toml"
+    cfg.write_text("[workflow]\nstep_max_attempts = 5\n")
+    with pytest.raises(SettingsError, match=r"unknown setting workflow\.step_max_attempts"):
+        load_settings(str(cfg))
+
+
 @pytest.mark.parametrize(
     ("env", "value", "expected"),
     [
