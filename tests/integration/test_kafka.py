@@ -20,7 +20,7 @@ from record_deleter.domain.model import Completion, InboundMessage, RecordId
 from record_deleter.entrypoints.cli import main
 from tests import builders
 from tests.conftest import wait_for
-from tests.support import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
+from tests.harness import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
 
 pytestmark = pytest.mark.integration
 

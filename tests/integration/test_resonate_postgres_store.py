@@ -1,6 +1,6 @@
 """The Resonate server on its PostgreSQL store (production shape), not just SQLite.
 
-Starts a second server from the binary `scripts/services.sh` built (RESONATE_BIN) against a fresh
+Starts a second server from the binary `scripts/services.sh` built (SERVICES_RESONATE_BIN) against a fresh
 database on the suite's PostgreSQL, runs workflows through it, restarts it, and checks that a
 completed workflow is still known (state lives in PostgreSQL).
 """
@@ -20,7 +20,7 @@ from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.domain.model import RecordId
 from tests import builders
 from tests.conftest import service_endpoint
-from tests.support import free_port, postgres_store_args, postgres_url, resonate_server, unique
+from tests.harness import free_port, postgres_store_args, postgres_url, resonate_server, unique
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,9 @@ def resonate_database() -> Iterator[tuple[str, int, str, str, str]]:
 
 
 def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_path) -> None:
-    binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
+    binary = service_endpoint(
+        "SERVICES_RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)"
+    )
     api, poll = free_port(), free_port()
     broker = InMemoryBroker()
     broker.create_topic("done")

@@ -20,7 +20,7 @@ from record_deleter.domain.model import RecordId
 from record_deleter.entrypoints.cli import main
 from tests import builders
 from tests.conftest import service_endpoint, wait_for
-from tests.support import ROOT, free_port, resonate_endpoint, resonate_server, unique
+from tests.harness import ROOT, free_port, resonate_endpoint, resonate_server, unique
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,9 @@ def test_a_worker_whose_server_stays_away_exits_instead_of_lingering(tmp_path) -
     """Crash-only: past its request retries the SDK either ends the process (os._exit from its own
     thread) or stops its bridge, which `healthy()` reports so the worker exits 3. Either way the
     process must not linger claiming work it will never run."""
-    binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
+    binary = service_endpoint(
+        "SERVICES_RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)"
+    )
     api, poll = free_port(), free_port()
     db = f"sqlite:///{tmp_path / 'rows.db'}"
     prepare_demo_database(db)

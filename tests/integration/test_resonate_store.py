@@ -15,7 +15,7 @@ from resonate.stores import RemoteStore
 
 from record_deleter.adapters.resonate_sdk_patches import KeepAliveRemoteStore
 from tests.conftest import service_endpoint
-from tests.support import free_port, resonate_server, unique
+from tests.harness import free_port, resonate_server, unique
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,9 @@ def test_a_client_error_raises_at_once_with_the_servers_reason(server_url) -> No
 
 
 def test_the_server_restarting_under_a_pooled_connection_costs_a_retry_not_an_error(tmp_path) -> None:
-    binary = service_endpoint("RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)")
+    binary = service_endpoint(
+        "SERVICES_RESONATE_BIN", "the resonate server binary (built by scripts/services.sh)"
+    )
     api, poll = free_port(), free_port()
     sqlite = ["--aio-store-sqlite-path", str(tmp_path / "resonate.db")]
     store = KeepAliveRemoteStore(

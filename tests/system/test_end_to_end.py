@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from tests import builders
 from tests.conftest import wait_for
-from tests.support import (
+from tests.harness import (
     cli_env,
     committed_lag,
     kafka_bootstrap,

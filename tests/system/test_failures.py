@@ -27,7 +27,7 @@ import pytest
 from record_deleter.domain.messages import MAX_REQUEST_BYTES, encode_request
 from record_deleter.domain.model import RecordId
 from tests.conftest import wait_for
-from tests.system.harness import (
+from tests.harness import (
     FAULT_WORKER_COMMAND,
     Deployment,
     Outcome,
