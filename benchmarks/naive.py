@@ -1,0 +1,82 @@
+"""The naive sequential consumer, the hand-off benchmark's baseline: `python -m benchmarks.naive`.
+
+Configured like the worker (BROKER_BOOTSTRAP_SERVERS, BROKER_REQUEST_TOPIC, BROKER_COMPLETION_TOPIC,
+BROKER_GROUP, DATABASE_URL, WORKFLOW_BATCH_SIZE). It polls a request, deletes the record's rows
+batch by batch with the statements the worker's SQL store runs (a batched DELETE per plan table,
+the "rows left?" probe, an audit row, one transaction per batch), publishes the completion
+(`[id, offset]`) and waits for the broker's acknowledgement, then polls the next one. No workflow,
+no concurrency, no durability: a crash loses the record's progress. It emits the worker's
+`completion_published` event as a JSON line, so the harness reads it like a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from confluent_kafka import Consumer, Producer
+from sqlalchemy import create_engine, text
+
+PLAN = (("record_rows", "record_id"), ("records", "id"))  # the sample tables, children first
+
+
+def main() -> None:
+    env = os.environ
+    batch = int(env.get("WORKFLOW_BATCH_SIZE", "1000"))
+    engine = create_engine(
+        env["DATABASE_URL"], **({} if env["DATABASE_URL"].startswith("sqlite") else {"pool_size": 1})
+    )
+    deletes = [
+        (
+            text(f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {k} = :key LIMIT :n)"),
+            text(f"SELECT EXISTS (SELECT 1 FROM {t} WHERE {k} = :key)"),
+        )
+        for t, k in PLAN
+    ]
+    audit = text("INSERT INTO deletion_audit (record_id, rows_deleted) VALUES (:key, :rows)")
+    producer = Producer({"bootstrap.servers": env["BROKER_BOOTSTRAP_SERVERS"], "enable.idempotence": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": env["BROKER_BOOTSTRAP_SERVERS"],
+            "group.id": env["BROKER_GROUP"],
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+        }
+    )
+    consumer.subscribe([env["BROKER_REQUEST_TOPIC"]])
+    while True:  # until SIGTERM
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        value = json.loads(msg.value() or b"null")
+        key = value[0] if isinstance(value, list) else value
+        rows = batches = 0
+        more = True
+        while more:
+            with engine.begin() as conn:
+                budget, more = batch, False
+                for i, (delete, left) in enumerate(deletes):
+                    budget -= max(conn.execute(delete, {"key": key, "n": budget}).rowcount, 0)
+                    if (budget == 0 and i < len(deletes) - 1) or conn.execute(left, {"key": key}).scalar():
+                        more = True
+                        break
+                conn.execute(audit, {"key": key, "rows": batch - budget})
+            rows, batches = rows + batch - budget, batches + 1
+        offset = msg.offset() or 0
+        producer.produce(
+            env["BROKER_COMPLETION_TOPIC"], value=json.dumps([key, offset]).encode(), key=key.encode()
+        )
+        producer.flush(30)
+        event = {
+            "event": "completion_published",
+            "record_id": key,
+            "offset": offset,
+            "rows": rows,
+            "batches": batches,
+        }
+        print(json.dumps(event), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
