@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic_settings import BaseSettings
 from sqlalchemy import Engine
 
 from record_deleter.adapters.kafka import KafkaClientConfig, KafkaRequestSource
@@ -28,20 +29,32 @@ from record_deleter.entrypoints.settings import (
 )
 
 
+def _settings[S: BaseSettings](model: type[S], **changes: Any) -> S:
+    """A settings section from its declared defaults and `changes` only: never from the environment
+    (the test environment exports the provisioned services' endpoints under the same names)."""
+    values = {name: field.default for name, field in model.model_fields.items()}
+    return model.model_construct(**{**values, **changes})
+
+
 def workflow_params(**changes: Any) -> WorkflowParams:
-    w = WorkflowSettings.model_validate(changes) if changes else WorkflowSettings()
+    w = _settings(WorkflowSettings, **changes)
     return WorkflowParams(w.batch_size, w.pause_seconds, w.step_seconds)
 
 
 def step_retry(**changes: Any) -> StepRetry:
     names = {"delay": "step_retry_delay", "max_delay": "step_retry_max_delay"}
-    w = WorkflowSettings.model_validate({names[k]: v for k, v in changes.items()})
+    w = _settings(WorkflowSettings, **{names[k]: v for k, v in changes.items()})
     return StepRetry(w.step_retry_delay, w.step_retry_max_delay)
 
 
-def resonate(mode: str = "local", **changes: Any) -> Any:
-    """A Resonate client; `url`, `message_source_port`, `group`, ... as the settings name them."""
-    r = ResonateSettings.model_validate({"mode": mode, **changes})
+def resonate(
+    mode: str = "local", *, host: str | None = None, store_port: str | None = None, **changes: Any
+) -> Any:
+    """A Resonate client; `url` (or `host` + `store_port`), `message_source_port`, `group`, ... as the
+    settings name them."""
+    if host is not None or store_port is not None:
+        changes["url"] = f"{host or 'http://127.0.0.1'}:{store_port}"
+    r = _settings(ResonateSettings, mode=mode, **changes)
     return build_resonate(
         r.mode,
         host=r.host,
@@ -93,7 +106,7 @@ def dead_letters(writer: TopicWriter | InMemoryBroker, topic: str) -> TopicDeadL
 
 
 def engine(url: str, pool_size: int | None = None) -> Engine:
-    return make_engine(url, pool_size=pool_size or DatabaseSettings().pool_size)
+    return make_engine(url, pool_size=pool_size or _settings(DatabaseSettings).pool_size)
 
 
 def demo_plan() -> DeletionPlan:
@@ -106,7 +119,7 @@ def sql_store(url_or_engine: str | Engine, **kwargs: Any) -> SqlRecordStore:
 
 
 def kafka_source(client: KafkaClientConfig, topic: str, group: str) -> KafkaRequestSource:
-    b = BrokerSettings()
+    b = _settings(BrokerSettings)
     return KafkaRequestSource(
         client,
         topic,
@@ -117,4 +130,4 @@ def kafka_source(client: KafkaClientConfig, topic: str, group: str) -> KafkaRequ
 
 
 def budget() -> RetryBudget:
-    return RetryBudget(deadline_seconds=WorkerSettings().handoff_retry_seconds)
+    return RetryBudget(deadline_seconds=_settings(WorkerSettings).handoff_retry_seconds)

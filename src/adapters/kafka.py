@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ..domain.errors import BrokerUnavailable, MessageTooLarge
@@ -136,6 +144,7 @@ class KafkaRequestSource(RequestSource):
             log.warning("consumer: %s", err.str())
             return None
         self._down_since = None
+        kind, stamp = msg.timestamp()
         return InboundMessage(
             topic=msg.topic() or self._topic,
             partition=msg.partition() or 0,
@@ -143,6 +152,7 @@ class KafkaRequestSource(RequestSource):
             value=msg.value(),
             key=msg.key(),
             headers=_headers(msg),
+            timestamp=None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
         )
 
     def _check_brokers(self) -> None:

@@ -8,6 +8,7 @@ the embedded demo; it is not durable across processes.
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class StoredMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+    timestamp: int  # milliseconds, stamped at produce time as a broker does
 
 
 class InMemoryBroker:
@@ -64,7 +66,7 @@ class InMemoryBroker:
             if partition is None:
                 partition = zlib.crc32(key) % len(parts) if key else sum(map(len, parts)) % len(parts)
             log = parts[partition]
-            log.append(StoredMessage(len(log), key, value, headers))
+            log.append(StoredMessage(len(log), key, value, headers, time.time_ns() // 1_000_000))
             self._cond.notify_all()
             return partition, len(log) - 1
 
@@ -128,7 +130,13 @@ class InMemoryRequestSource(RequestSource):
                     self._position[p] = pos + 1
                     self._next_partition = p + 1
                     return InboundMessage(
-                        self._topic, p, stored.offset, stored.value, stored.key, stored.headers
+                        self._topic,
+                        p,
+                        stored.offset,
+                        stored.value,
+                        stored.key,
+                        stored.headers,
+                        stored.timestamp,
                     )
             if attempt == 0:
                 self._broker.wait(timeout)

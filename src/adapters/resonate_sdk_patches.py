@@ -211,6 +211,9 @@ def guard_callback_race(store: RemoteStore) -> RemoteStore:
     return store
 
 
+_LOGGER_GAP = 3
+
+
 def forget_loggers(workflow: str) -> None:
     """Workaround 4 (resonate-sdk 0.6.7): a logger per workflow and step, never released.
 
@@ -221,14 +224,17 @@ def forget_loggers(workflow: str) -> None:
     workflow and step context and never releases them; `setLevel` on each new one clears the
     cache of every logger in the process. Left alone, memory grows with every record ever
     processed and each new context costs time linear in that number (BENCHMARKS.md, profile).
-    Step ids are `<root>.1`, `<root>.2`, ... in order, so the names are enumerable.
+    Step ids are `<root>.1`, `<root>.2`, ... in order, so the names are enumerable; a durable call
+    that makes no logger under this root (a detached workflow, a sleep) leaves a gap, so the walk
+    stops only after `GAP` missing numbers in a row.
     """
     manager = logging.Logger.manager
     prefix = f"resonate:{workflow}:{workflow}"
     with getattr(logging, "_lock"):  # noqa: B009 - the lock logging.getLogger takes
         manager.loggerDict.pop(prefix, None)
-        n = 1
-        while manager.loggerDict.pop(f"{prefix}.{n}", None) is not None:
+        n, missing = 1, 0
+        while missing < _LOGGER_GAP:
+            missing = 0 if manager.loggerDict.pop(f"{prefix}.{n}", None) is not None else missing + 1
             n += 1
 
 

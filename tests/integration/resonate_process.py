@@ -1,8 +1,8 @@
 """A worker process for the Resonate integration tests (`python -m tests.integration.resonate_process`).
 
-start  RECORD: create the record's workflow and keep running it (the test SIGKILLs this process)
+start  RECORD: hand off one request for the record and keep running (the test SIGKILLs this process)
 watch  RECORD: like start, but exit 3 as soon as the runtime reports itself unhealthy
-resume RECORD: join the same group, let the server hand the orphaned workflow over, print the result
+resume RECORD: join the same group, let the server hand the orphaned workflows over, print the result
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 
 from record_deleter.adapters.memory_broker import InMemoryBroker
-from record_deleter.domain.model import RecordId
+from record_deleter.domain.model import InboundMessage, RecordId
 from tests import builders
 
 
@@ -38,11 +38,13 @@ def main() -> int:
         builders.publisher(broker, "done", "failed"),
         params=builders.workflow_params(batch_size=batch_size, pause_seconds=float(pause)),
         retry=builders.step_retry(delay=0.1),
+        namespace=group,
         target=group,
     )
     runtime.start_runtime()
+    message = InboundMessage("requests", 0, 0, json.dumps(record).encode(), record.encode(), (), 1)
     if mode in ("start", "watch"):
-        runtime.start(RecordId(record), 0)
+        runtime.start(RecordId(record), message)
         print("started", flush=True)
         deadline = time.monotonic() + 3600
         while time.monotonic() < deadline:
@@ -51,7 +53,7 @@ def main() -> int:
                 return 3
             time.sleep(0.1)
         return 0
-    result = runtime.wait(RecordId(record), timeout=90)
+    result = runtime.wait(runtime.request_key(message), timeout=90)
     completions = [m.value.decode() for _, m in broker.messages("done") if m.value]
     print(json.dumps({"result": result, "completions": completions}), flush=True)
     runtime.stop()

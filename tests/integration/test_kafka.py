@@ -16,13 +16,18 @@ from record_deleter.adapters.kafka import (
 from record_deleter.adapters.redpanda import redpanda_client_config
 from record_deleter.domain.errors import HandOffUnavailable, PublishFailed
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
-from record_deleter.domain.model import Completion, InboundMessage, RecordId
+from record_deleter.domain.model import Answer, AttemptTotals, InboundMessage, RecordId, RequestRef
 from record_deleter.entrypoints.cli import main
 from tests import builders
 from tests.conftest import wait_for
 from tests.harness import committed_lag, create_topics, kafka_bootstrap, read_topic, unique
 
 pytestmark = pytest.mark.integration
+
+
+def answer(record_id: str, offset: int, rows: int, batches: int) -> Answer:
+    ref = RequestRef("records_to_be_deleted", 0, offset, 1)
+    return Answer(RecordId(record_id), ref, 1, AttemptTotals(rows, batches), ref.key("it"))
 
 
 class RecordingStarter:
@@ -33,11 +38,12 @@ class RecordingStarter:
         self.refuse = refuse
         self.lock = threading.Lock()
 
-    def start(self, record_id: RecordId, offset: int) -> None:
+    def start(self, record_id: RecordId, message: InboundMessage) -> None:
         if record_id.value == self.refuse:
             raise HandOffUnavailable("resonate server down (simulated)")
+        assert message.timestamp is not None, "the broker's timestamp makes a request distinct"
         with self.lock:
-            self.started.append((record_id.value, offset))
+            self.started.append((record_id.value, message.offset))
 
     def in_flight(self) -> int:
         return 0
@@ -121,7 +127,7 @@ def test_offsets_are_committed_only_after_hand_off(bootstrap: str, client: Kafka
 def test_poison_goes_to_dead_letter_topic_with_headers(bootstrap: str, client: KafkaClientConfig) -> None:
     topic, dlq, group = unique("req"), unique("dlq"), unique("group")
     create_topics(bootstrap, {topic: 1, dlq: 1})
-    bad = [b"not json", None, b"\xff\xfe", b"[]", b'"a/b"', b"", b'{"id": 1}']
+    bad = [b"not json", None, b"\xff\xfe", b"[]", b'"a\\u0000b"', b"", b'{"id": 1}']
     produce_raw(bootstrap, topic, [b'"good-1"', *bad, b'["good-2", 7]'])
 
     starter = RecordingStarter()
@@ -152,21 +158,21 @@ def test_completion_is_confirmed_by_delivery_report(bootstrap: str, client: Kafk
     create_topics(bootstrap, {done: 1, failed: 1})
     producer = KafkaTopicWriter(client, delivery_timeout=30)
     publisher = builders.publisher(producer, done, failed)
-    publisher.publish(Completion(RecordId("abc"), 41, 1500, 2, "abc"))
+    publisher.publish(answer("abc", 41, 1500, 2))
     producer.close()
     [msg] = read_topic(bootstrap, done, expect=1)
     assert json.loads(msg.value or b"") == ["abc", 41]
     assert msg.key == b"abc"
     assert msg.headers["rows-deleted"] == b"1500"
     assert msg.headers["batches"] == b"2"
-    assert msg.headers["idempotency-key"] == b"abc"
+    assert msg.headers["idempotency-key"] == answer("abc", 41, 1500, 2).idempotency_key.encode()
 
 
 def test_publish_to_a_missing_topic_raises_instead_of_pretending(client: KafkaClientConfig) -> None:
     producer = KafkaTopicWriter(client, delivery_timeout=3)
     publisher = builders.publisher(producer, unique("never-created"), unique("never-created"))
     with pytest.raises(PublishFailed):
-        publisher.publish(Completion(RecordId("abc"), 1, 1, 1, "abc"))
+        publisher.publish(answer("abc", 1, 1, 1))
     producer.close()
 
 
@@ -211,7 +217,7 @@ def test_redpanda_profile_speaks_to_the_kafka_api(bootstrap: str) -> None:
     done, failed = unique("done"), unique("failed")
     assert KafkaTopicAdmin(client).create({done: 1, failed: 1}) == {done: "created", failed: "created"}
     producer = KafkaTopicWriter(client, delivery_timeout=30)
-    builders.publisher(producer, done, failed).publish(Completion(RecordId("rp"), 3, 1, 1, "rp"))
+    builders.publisher(producer, done, failed).publish(answer("rp", 3, 1, 1))
     producer.close()
     assert [json.loads(m.value or b"") for m in read_topic(bootstrap, done, expect=1)] == [["rp", 3]]
 

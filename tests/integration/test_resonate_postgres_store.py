@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.domain.model import RecordId
+from record_deleter.domain.model import InboundMessage, RecordId
 from tests import builders
 from tests.conftest import service_endpoint
 from tests.harness import free_port, postgres_store_args, postgres_url, resonate_server, unique
@@ -52,43 +52,40 @@ def test_workflows_run_and_persist_on_the_postgres_store(resonate_database, tmp_
     rids = [RecordId(unique("pg")) for _ in range(5)]
     for rid in rids:
         store.add_record(rid, 25)
+    messages = [
+        InboundMessage("requests", 0, i, json.dumps(r.value).encode(), None, (), i)
+        for i, r in enumerate(rids)
+    ]
 
     with resonate_server(
         binary, api, poll, postgres_store_args(resonate_database), tmp_path / "resonate.log"
     ):
+        group = unique("g")
         runtime = builders.runtime(
-            builders.resonate(
-                "remote", store_port=str(api), message_source_port=str(poll), group=unique("g")
-            ),
+            builders.resonate("remote", store_port=str(api), message_source_port=str(poll), group=group),
             store,
             builders.publisher(broker, "done", "failed"),
             params=builders.workflow_params(batch_size=10),
             retry=builders.step_retry(delay=0.1),
+            namespace=group,
+            target=group,
         )
         try:
-            for i, rid in enumerate(rids):
-                runtime.start(rid, i)
-            results = [runtime.wait(rid, timeout=60) for rid in rids]
+            for rid, m in zip(rids, messages, strict=True):
+                runtime.start(rid, m)
+            keys = [runtime.request_key(m) for m in messages]
+            results = [runtime.wait(key, timeout=60) for key in keys]
         finally:
             runtime.stop()
-    assert [r["batches"] for r in results] == [3] * 5
+    assert [r["totals"] for r in results] == [[25, 3]] * 5
     assert sorted(json.loads(m.value)[0] for _, m in broker.messages("done")) == sorted(r.value for r in rids)
 
     # a restarted server still knows them: the state is in PostgreSQL
     with resonate_server(
         binary, api, poll, postgres_store_args(resonate_database), tmp_path / "resonate.log"
     ):
-        runtime = builders.runtime(
-            builders.resonate(
-                "remote", store_port=str(api), message_source_port=str(poll), group=unique("g")
-            ),
-            store,
-            builders.publisher(broker, "done", "failed"),
-        )
-        try:
-            assert {runtime.status(rid).state for rid in rids} == {"resolved"}
-        finally:
-            runtime.stop()
+        client = builders.resonate("remote", store_port=str(api), message_source_port=str(poll))
+        assert {client.promises.get(key).state for key in keys} == {"RESOLVED"}
     engine = create_engine(make_url(postgres_url()).set(database=resonate_database[4]))
     with engine.connect() as conn:
         tables = conn.execute(

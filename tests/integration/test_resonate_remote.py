@@ -16,7 +16,7 @@ from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 from record_deleter.adapters.sql_store import SqlRecordStore
 from record_deleter.domain.errors import HandOffUnavailable
-from record_deleter.domain.model import RecordId
+from record_deleter.domain.model import InboundMessage, RecordId
 from record_deleter.entrypoints.cli import main
 from tests import builders
 from tests.conftest import service_endpoint, wait_for
@@ -44,14 +44,15 @@ def broker() -> InMemoryBroker:
 def runtime(endpoint, broker):
     host, port, poll_port = endpoint
     store = InMemoryRecordStore()
+    group = unique("it")
     rt = builders.runtime(
-        builders.resonate(
-            "remote", host=host, store_port=port, message_source_port=poll_port, group=unique("it")
-        ),
+        builders.resonate("remote", host=host, store_port=port, message_source_port=poll_port, group=group),
         store,
         builders.publisher(broker, "done", "failed"),
         params=builders.workflow_params(batch_size=10),
         retry=builders.step_retry(delay=0.1),
+        namespace=group,  # durable ids unique to this test on the shared server
+        target=group,  # remote: the attempt workflows are dispatched to the workers' group
     )
     rt.start_runtime()
     rt.store = store  # type: ignore[attr-defined]
@@ -59,33 +60,41 @@ def runtime(endpoint, broker):
     rt.stop()
 
 
-def test_workflow_keyed_by_record_id_runs_to_completion(runtime, broker) -> None:
+def request(record_id: RecordId, offset: int) -> InboundMessage:
+    return InboundMessage(
+        "requests", 0, offset, json.dumps(record_id.value).encode(), None, (), 5_000 + offset
+    )
+
+
+def test_a_request_runs_to_completion_through_the_server(runtime, broker) -> None:
     rid = RecordId(unique("rec"))
     runtime.store.add_record(rid, 35)
-    runtime.start(rid, 12)
-    result = runtime.wait(rid, timeout=60)
-    assert result == {"status": "deleted", "record_id": rid.value, "rows_deleted": 35, "batches": 4}
+    m = request(rid, 12)
+    runtime.start(rid, m)
+    result = runtime.wait(runtime.request_key(m), timeout=60)
+    assert result == {"record_id": rid.value, "attempt": 1, "deleted": True, "totals": [35, 4]}
     assert runtime.store.count_rows(rid) == 0
     assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 12]]
-    status = runtime.status(rid)
-    assert status.state == "resolved"
-    assert status.detail["batches"] == 4
 
 
-def test_second_begin_run_with_the_same_id_attaches(runtime, broker) -> None:
+def test_redelivery_attaches_and_a_later_request_gets_a_new_attempt(runtime, broker) -> None:
     rid = RecordId(unique("dup"))
     runtime.store.add_record(rid, 25)
-    runtime.start(rid, 1)
-    runtime.start(rid, 2)
-    runtime.wait(rid, timeout=60)
-    runtime.start(rid, 3)  # after completion: still the same (completed) workflow
-    assert runtime.wait(rid, timeout=60)["batches"] == 3
-    assert runtime.store.batches_done(rid) == 3
-    assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 1]]
-
-
-def test_status_of_an_unknown_record_reads_the_server(runtime) -> None:
-    assert runtime.status(RecordId(unique("never"))).state == "unknown"
+    first = request(rid, 1)
+    runtime.start(rid, first)
+    runtime.start(rid, first)  # redelivered: the same workflow
+    assert runtime.wait(runtime.request_key(first), timeout=60)["totals"] == [25, 3]
+    later = request(rid, 3)
+    runtime.start(rid, later)  # after completion: a new attempt, which finds nothing left
+    assert runtime.wait(runtime.request_key(later), timeout=60) == {
+        "record_id": rid.value,
+        "attempt": 2,
+        "deleted": True,
+        "totals": [0, 1],
+    }
+    assert runtime.store.batches_done(rid) == 4
+    answers = [(json.loads(m.value), dict(m.headers)["attempt"]) for _, m in broker.messages("done")]
+    assert answers == [([rid.value, 1], b"1"), ([rid.value, 3], b"2")]
 
 
 def test_unreachable_server_is_a_hand_off_error_not_a_hang(broker) -> None:
@@ -98,7 +107,7 @@ def test_unreachable_server_is_a_hand_off_error_not_a_hang(broker) -> None:
     )
     started = time.monotonic()
     with pytest.raises(HandOffUnavailable):
-        rt.start(RecordId("x"), 0)
+        rt.start(RecordId("x"), request(RecordId("x"), 0))
     assert time.monotonic() - started < 15
 
 
@@ -120,8 +129,7 @@ def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, 
     killed_at = time.monotonic()
     assert done_by_a == 1, "A was killed during the 2 s durable sleep after batch 1"
     out = json.loads(b.stdout.strip().splitlines()[-1])
-    assert out["result"]["batches"] == 3
-    assert out["result"]["rows_deleted"] == 30
+    assert out["result"]["totals"] == [30, 3]
     assert store.count_rows(rid) == 0
     # completed batches were not re-run: exactly the 3 needed, at most one more if A died mid-batch
     assert store.batches_done(rid) == 3
@@ -134,8 +142,12 @@ def test_durable_sleep_and_progress_survive_a_killed_worker(endpoint, tmp_path, 
     monkeypatch.setenv("DATABASE_URL", db)
     assert main(["status", rid.value]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["workflow"] == "resolved"
-    assert report["batches_done"] == 3
+    assert (report["state"], report["attempt"], report["batches"], report["rows_deleted"]) == (
+        "done",
+        1,
+        3,
+        30,
+    )
     assert report["rows_left"] == 0
 
 
@@ -192,11 +204,10 @@ def test_a_workflow_killed_mid_step_is_resumed_by_another_worker_of_the_group(en
     assert store.count_rows(rid) == 0
     # No batch ran twice except, at most, the one in flight when A died (a committed batch whose
     # step was not checkpointed yet is not re-run: B's re-run of that step deletes the next rows).
-    # The workflow's own count covers checkpointed steps: the batches of A's last step are in the
-    # audit table, not in the count.
     assert store.batches_done(rid) in (3000, 3001)
-    assert result["batches"] <= store.batches_done(rid)
-    assert result["batches"] >= 3000 - done_by_a
+    # The answer's figures come from the audit trail: exact, the batches of A's last,
+    # never-checkpointed step included.
+    assert result["totals"] == [3000, store.batches_done(rid)]
 
 
 def kill_worker_a_then_resume_with_b(
