@@ -106,12 +106,18 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
             raise translate(exc, "closing a failed deletion attempt") from exc
 
     def attempts(self, record_id: RecordId) -> list[AttemptRecord]:
-        with self._engine.connect() as conn:
-            return sql_ledger.attempts(conn, record_id)
+        try:
+            with self._engine.connect() as conn:
+                return sql_ledger.attempts(conn, record_id)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "reading the deletion ledger") from exc
 
     def latest_attempts(self, state: str | None, limit: int) -> list[AttemptRecord]:
-        with self._engine.connect() as conn:
-            return sql_ledger.latest(conn, state, limit)
+        try:
+            with self._engine.connect() as conn:
+                return sql_ledger.latest(conn, state, limit)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "reading the deletion ledger") from exc
 
     def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
         self._validate_plan()
@@ -238,12 +244,15 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
 
     def count_rows(self, record_id: RecordId) -> int:
         total = 0
-        with self._engine.connect() as conn:
-            for step in self._plan.steps:
-                t = table(step.table, column(step.key_column))
-                total += conn.execute(
-                    select(func.count()).select_from(t).where(t.c[step.key_column] == record_id.value)
-                ).scalar_one()
+        try:
+            with self._engine.connect() as conn:
+                for step in self._plan.steps:
+                    t = table(step.table, column(step.key_column))
+                    total += conn.execute(
+                        select(func.count()).select_from(t).where(t.c[step.key_column] == record_id.value)
+                    ).scalar_one()
+        except SQLAlchemyError as exc:
+            raise translate(exc, "counting the record's rows") from exc
         return total
 
     def batches_done(self, record_id: RecordId) -> int:

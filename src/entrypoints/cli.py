@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..domain.errors import BrokerUnavailable, DomainError, HandOffUnavailable, InvalidRecordId
+from ..domain.errors import (
+    BrokerUnavailable,
+    DeletionPlanInvalid,
+    DomainError,
+    HandOffUnavailable,
+    InvalidRecordId,
+    RecordStoreUnavailable,
+)
 from ..domain.model import RecordId
 from . import commands
 from .bootstrap import bootstrap
@@ -143,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     try:
         return _dispatch(args, settings)
-    except (BrokerUnavailable, HandOffUnavailable) as exc:
+    except (BrokerUnavailable, HandOffUnavailable, RecordStoreUnavailable) as exc:
         print(f"record-deleter: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except DeletionPlanInvalid as exc:
+        print(f"record-deleter: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except DomainError as exc:
         print(f"record-deleter: {exc}", file=sys.stderr)
         return 1

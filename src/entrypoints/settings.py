@@ -79,7 +79,7 @@ class BrokerSettings(_Concern):
 class DatabaseSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="forbid")
 
-    url: str | None = Field(default=None, description="required by every command but demo")
+    url: str | None = Field(default=None, repr=False, description="required by every command but demo")
     deletion_plan: str = DEMO_DELETION_PLAN
     pool_size: int = Field(default=8, ge=1, le=256)
     seconds_per_row: float = Field(default=0.0, ge=0, description="memory store only: simulated cost")
@@ -234,12 +234,24 @@ def load_settings(
     return Settings(**values)
 
 
+def _shown(field: str, value: object) -> str:
+    """A rejected value as an error message may show it: secrets hidden, a URL's password masked."""
+    if "password" in field:
+        return "<hidden>"
+    if isinstance(value, str) and "://" in value:
+        scheme, _, rest = value.partition("://")
+        credentials, at, host = rest.rpartition("@")
+        if at and ":" in credentials:
+            return repr(f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}")
+    return repr(value)
+
+
 def _describe(name: str, model: type[_Concern], exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = str(err["loc"][0]) if err["loc"] else "?"
     prefix = model.model_config.get("env_prefix", "")
     env = f"{prefix}{field}".upper()
-    shown = "<hidden>" if "password" in field else repr(err.get("input"))
+    shown = _shown(field, err.get("input"))
     reason = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(model.model_fields))
