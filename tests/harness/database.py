@@ -52,6 +52,14 @@ def seed(db: Engine, records: dict[str, int], *, vacuum: bool = False) -> None:
             conn.execute(text("VACUUM ANALYZE record_rows"))
 
 
+def rows_of(db: Engine, record_id: str) -> int:
+    """`record_rows` plus `records` rows of one record."""
+    with db.connect() as conn:
+        a = conn.execute(text("select count(*) from record_rows where record_id = :i"), {"i": record_id})
+        b = conn.execute(text("select count(*) from records where id = :i"), {"i": record_id})
+        return int(a.scalar_one()) + int(b.scalar_one())
+
+
 def rows_left(db: Engine, prefix: str) -> int:
     """`record_rows` plus `records` rows of the records whose id starts with `prefix`."""
     with db.connect() as conn:
@@ -67,6 +75,18 @@ def audit(db: Engine, prefix: str) -> dict[str, int]:
     with db.connect() as conn:
         rows = conn.execute(
             text("select record_id, count(*) from deletion_audit where record_id like :p group by record_id"),
+            {"p": prefix + "%"},
+        ).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def attempts(db: Engine, prefix: str) -> dict[str, int]:
+    """Deletion attempts per record id (rows in deletion_attempts) of ids starting with `prefix`."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "select record_id, count(*) from deletion_attempts where record_id like :p group by record_id"
+            ),
             {"p": prefix + "%"},
         ).all()
     return {str(r[0]): int(r[1]) for r in rows}

@@ -14,7 +14,7 @@ import sys
 
 from dependency_injector import providers
 
-from record_deleter.domain.model import Completion, DeletionFailed
+from record_deleter.domain.model import Answer
 from record_deleter.domain.ports import CompletionPublisher
 from record_deleter.entrypoints.bootstrap import bootstrap
 from record_deleter.entrypoints.cli import configure_logging
@@ -29,15 +29,13 @@ class DieAfterPublish(CompletionPublisher):
     def __init__(self, delegate: CompletionPublisher) -> None:
         self._delegate = delegate
 
-    def publish(self, completion: Completion) -> None:
-        self._delegate.publish(completion)
-        print(
-            f"fault_worker: published {completion.record_id.value}, now SIGKILL", file=sys.stderr, flush=True
-        )
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def publish_failure(self, failure: DeletionFailed) -> None:
-        self._delegate.publish_failure(failure)
+    def publish(self, answer: Answer) -> None:
+        self._delegate.publish(answer)
+        if answer.deleted:
+            print(
+                f"fault_worker: published {answer.record_id.value}, now SIGKILL", file=sys.stderr, flush=True
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main() -> int:
