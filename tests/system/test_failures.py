@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,9 +34,11 @@ from tests.harness import (
     completion_ids,
     database,
     first_handoffs,
+    free_port,
     holders,
     outage,
     report,
+    scrape,
     topic_reader,
 )
 
@@ -592,15 +593,15 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
         Supervisor(dep.env, tmp_path, 1) as workers,
     ):
         dep.produce(values)
-        wait_for(lambda: metrics(port).get("record_deleter_messages_handed_off_total", 0) >= 1, timeout=60)
-        in_flight_seen = metrics(port).get("record_deleter_workflows_in_flight", 0)
+        wait_for(lambda: scrape(port).get("record_deleter_messages_handed_off_total", 0) >= 1, timeout=60)
+        in_flight_seen = scrape(port).get("record_deleter_workflows_in_flight", 0)
         wait_all_answered(reader, dep, timeout=60)
         wait_for(
-            lambda: metrics(port).get("record_deleter_messages_consumed_total") == len(values),
+            lambda: scrape(port).get("record_deleter_messages_consumed_total") == len(values),
             timeout=30,
             message="every message counted",
         )
-        m = metrics(port)
+        m = scrape(port)
         audit = dep.audit()
         assert workers.exits == []
     rows = sum(r.rows + 1 for r in records)
@@ -639,29 +640,6 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
         },
         workflows_in_flight_during_run=in_flight_seen,
     )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def metrics(port: int) -> dict[str, float]:
-    """The endpoint's samples (name{labels} -> value); {} while it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 # --------------------------------------------------------------------------------------------- 7
