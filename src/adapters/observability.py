@@ -14,7 +14,9 @@ log = logging.getLogger("record_deleter.events")
 
 
 # Trouble an operator must see.
-WARNING_EVENTS = frozenset({"retrying", "dead_lettered", "failure_published", "step_cut_short"})
+WARNING_EVENTS = frozenset(
+    {"retrying", "dead_lettered", "failure_published", "step_cut_short", "store_error", "attempt_failed"}
+)
 # Per message polled and per SQL batch: thousands a second under load, and counted by the metrics;
 # a line for each would make the log the bottleneck (the handler's lock serializes the threads).
 DEBUG_EVENTS = frozenset({"consumed", "batch_deleted"})
@@ -66,6 +68,14 @@ class PrometheusEvents(Events):
             "record_deleter_completions_published", "Completions published", registry=r
         )
         self.failures = Counter("record_deleter_failures_published", "Failures published", registry=r)
+        self.store_errors = Counter(
+            "record_deleter_store_errors",
+            "Delete steps that met a database error and will retry (records waiting, not failed)",
+            registry=r,
+        )
+        self.attempts_failed = Counter(
+            "record_deleter_attempts_failed", "Deletion attempts ended by a permanent error", registry=r
+        )
         self.latency = Histogram(
             "record_deleter_handoff_seconds",
             "Time from poll to durable hand-off",
@@ -101,6 +111,10 @@ class PrometheusEvents(Events):
                 self.completions.inc()
             case "failure_published":
                 self.failures.inc()
+            case "store_error":
+                self.store_errors.inc()
+            case "attempt_failed":
+                self.attempts_failed.inc()
             case "paused":
                 self.paused.set(1)
             case "resumed":

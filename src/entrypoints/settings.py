@@ -21,7 +21,7 @@ from ..adapters.sql_store import DeletionPlan
 
 
 class _Concern(BaseSettings):
-    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
 
     @classmethod
     def settings_customise_sources(
@@ -223,9 +223,11 @@ def load_settings(
     for name, model in _CONCERNS.items():
         try:
             concern = model(**file_values.get(name, {}))
-            forced = (overrides or {}).get(name)
-            if forced:
-                concern = model.model_validate({**concern.model_dump(), **forced})
+            # A command's own settings (the demo's embedded defaults) win over the environment and
+            # the file: assigned one by one, each validated (validating a whole model again would
+            # read the environment again, and the environment wins there).
+            for key, value in (overrides or {}).get(name, {}).items():
+                setattr(concern, key, value)
         except ValidationError as exc:
             raise SettingsError(_describe(name, model, exc)) from None
         except ValueError as exc:

@@ -619,6 +619,8 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
     assert m["record_deleter_rows_deleted_total"] == rows
     assert m["record_deleter_completions_published_total"] == 6  # one answer per request
     assert m["record_deleter_failures_published_total"] == 0
+    assert m["record_deleter_store_errors_total"] == 0
+    assert m["record_deleter_attempts_failed_total"] == 0
     assert m["record_deleter_handoff_seconds_count"] == 6
     assert 0 < m["record_deleter_handoff_seconds_sum"] < 6 * 5
     assert m.get("record_deleter_consumer_paused") == 0

@@ -151,3 +151,16 @@ def test_bad_config_file(tmp_path, content: str, expected: str) -> None:
 def test_missing_config_file_is_named() -> None:
     with pytest.raises(SettingsError, match=r"/nope\.toml does not exist"):
         load_settings("/nope.toml")
+
+
+def test_a_commands_own_settings_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo` runs on its embedded defaults even where the shell exports a real deployment's."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app:secret@db.example:5432/app")
+    monkeypatch.setenv("BROKER_KIND", "kafka")
+    s = load_settings(None, {"database": {"url": "memory"}, "broker": {"kind": "memory", "partitions": 1}})
+    assert (s.database.url, s.broker.kind, s.broker.partitions) == ("memory", "memory", 1)
+
+
+def test_a_bad_override_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="partitions"):
+        load_settings(None, {"broker": {"partitions": 0}})

@@ -20,8 +20,10 @@ import pytest
 
 from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.observability import PrometheusEvents
 from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry
 from record_deleter.domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
+from record_deleter.domain.events import Events
 from record_deleter.domain.model import AttemptTotals, BatchResult, InboundMessage, RecordId, RequestRef
 from tests import builders
 from tests.conftest import wait_for
@@ -114,6 +116,7 @@ def harness() -> Iterator[Harness]:
         pause: float = 0.0,
         retry: StepRetry | None = None,
         store: CountingStore | None = None,
+        events: Events | None = None,
     ) -> ResonateRuntime:
         runtime = builders.runtime(
             builders.resonate("local"),
@@ -121,6 +124,7 @@ def harness() -> Iterator[Harness]:
             builders.publisher(broker, COMPLETIONS, FAILURES),
             params=builders.workflow_params(batch_size=batch_size, pause_seconds=pause),
             retry=retry or builders.step_retry(delay=0.01, max_delay=0.05),
+            events=events,
         )
         runtimes.append(runtime)
         return runtime
@@ -327,8 +331,9 @@ def test_a_store_that_stays_down_never_fails_the_record(harness: Harness) -> Non
             raise RecordStoreUnavailable("database unavailable: connection refused")
 
     store = CountingStore(harness.rows, fault=unreachable)
+    metrics = PrometheusEvents()
     runtime = harness.make_runtime(
-        batch_size=10, store=store, retry=builders.step_retry(delay=0.01, max_delay=0.02)
+        batch_size=10, store=store, retry=builders.step_retry(delay=0.01, max_delay=0.02), events=metrics
     )
     m = message("down", 4)
     runtime.start(rid, m)
@@ -339,6 +344,7 @@ def test_a_store_that_stays_down_never_fails_the_record(harness: Harness) -> Non
         message="50 attempts against a database that is down",
     )
     assert harness.failures() == []
+    assert metrics.store_errors._value.get() >= 50, "the waiting is visible in the metrics"
     down.clear()
     result = runtime.wait(runtime.request_key(m), WAIT)
 
@@ -433,6 +439,8 @@ _STRESS_SCRIPT = textwrap.dedent(
     import sys
     from record_deleter.adapters.memory_broker import InMemoryBroker
     from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.observability import PrometheusEvents
+from record_deleter.domain.events import Events
     from record_deleter.domain.model import InboundMessage, RecordId
     from tests import builders
 
