@@ -439,8 +439,6 @@ _STRESS_SCRIPT = textwrap.dedent(
     import sys
     from record_deleter.adapters.memory_broker import InMemoryBroker
     from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.adapters.observability import PrometheusEvents
-from record_deleter.domain.events import Events
     from record_deleter.domain.model import InboundMessage, RecordId
     from tests import builders
 
