@@ -1,10 +1,11 @@
-"""The workflows' durable calls, driven by a recording durable context (no runtime).
+"""The request workflow's durable calls, driven by a recording durable context (no runtime).
 
-What matters here is which durable calls each workflow makes, in which order, with which ids:
-each costs server round trips, and they are a persisted format (a replay must make the same
-ones). The request workflow joins an attempt, starts (or attaches to) the attempt workflow under
-the attempt's promise id, awaits it and publishes one answer; the attempt workflow spends its
-checkpoints on delete steps (a step per batch, or batches per step within a budget).
+What matters here is which durable calls the workflow makes, in which order, with which ids, and
+what it publishes: each call costs server round trips, and they are a persisted format (a replay
+must make the same ones). A request joins the record's attempt; the request that opened it runs
+the delete steps itself (a step per batch, or batches per step within a budget); a request that
+joined awaits the opener's workflow through its durable promise (the opener's request key) and
+shares its outcome; every request publishes exactly one answer.
 """
 
 from __future__ import annotations
@@ -19,22 +20,18 @@ import pytest
 from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.domain.errors import DeletionPlanInvalid, InvalidRecordId, RecordStoreUnavailable
-from record_deleter.domain.events import NoEvents
 from record_deleter.domain.model import (
     AttemptTotals,
     BatchResult,
+    JoinedAttempt,
     RecordId,
     RequestRef,
     WorkflowParams,
-    attempt_promise_id,
 )
 from record_deleter.domain.workflow import (
-    ATTEMPT_WORKFLOW,
     PORTS,
     WorkflowPorts,
     answer_request,
-    attempt_args,
-    delete_attempt,
     delete_batches,
     request_args,
 )
@@ -43,9 +40,12 @@ from tests import builders
 pytestmark = pytest.mark.unit
 
 NAMESPACE = "steps"
-TARGET = "poll://any@record-deleter"
 COMPLETIONS, FAILURES = "done", "failed"
-WORKFLOWS = {ATTEMPT_WORKFLOW: delete_attempt}  # what the runtime registers under each name
+STEP_OPTIONS = {"retry_policy": "from the runtime"}
+PARAMS = WorkflowParams(batch_size=10, pause_seconds=0, step_seconds=60)
+
+
+# --- the recording durable context ----------------------------------------------------------------
 
 
 @dataclass
@@ -61,117 +61,76 @@ class Call:
         return self
 
 
-@dataclass
-class Detached:
-    """`ctx.detached(name, *args)`: a workflow of its own, under the promise id its options give."""
-
-    name: str
-    args: tuple[Any, ...]
-    opts: dict[str, Any] = field(default_factory=dict)
-
-    def options(self, **kwargs: Any) -> Detached:
-        self.opts.update(kwargs)
-        return self
-
-
-@dataclass
-class Handle:
-    """What yielding a `Detached` returns; yielding it awaits the workflow's result."""
-
-    started: Detached
-
-    @property
-    def id(self) -> str:
-        return str(self.started.opts["id"])
-
-
-@dataclass
+@dataclass(frozen=True)
 class Sleep:
+    """`ctx.sleep(secs)`: a durable sleep."""
+
     secs: float
 
 
-class RecordingContext:
-    """Runs each step at once (no retries: a step that raises failed beyond its retry policy, as
-    only a permanent error does) and records the durable calls made. A detached workflow runs
-    inline in a context of its own when awaited, once per promise id, as a durable promise would."""
+@dataclass(frozen=True)
+class Promise:
+    """`ctx.promise(id=..., idempotency_key=...)`: yielding it gives a `Handle` on that promise."""
 
-    def __init__(
-        self, store: Any, broker: InMemoryBroker | None = None, shared: dict[str, Any] | None = None
-    ) -> None:
-        self.broker = broker or new_broker()
-        self.deps = {
-            PORTS: WorkflowPorts(
-                store,
-                builders.publisher(self.broker, COMPLETIONS, FAILURES),
-                NoEvents(),
-                {"retry_policy": "from the runtime"},
-                NAMESPACE,
-                TARGET,
-            ),
-        }
-        self.calls: list[str] = []
-        self.started: list[Detached] = []
-        self.children: dict[str, RecordingContext] = {} if shared is None else shared
-        self.results: dict[str, Any] = {}
+    id: str
+    idempotency_key: str
 
-    # the DurableContext surface
-    def run(self, func: Any, *args: Any) -> Call:
-        return Call(func, args)
 
-    def detached(self, func: Any, *args: Any) -> Detached:
-        return Detached(func, args)
+@dataclass(frozen=True)
+class Handle:
+    """Yielding it awaits the promise: the result of the workflow registered under its id."""
 
-    def sleep(self, secs: float) -> Sleep:
-        return Sleep(secs)
+    id: str
 
-    def get_dependency(self, key: str, default: Any = None) -> Any:
-        return self.deps.get(key, default)
 
-    # driving
-    def drive(
-        self, workflow: Generator[Any, Any, Any], *, send: Any = None, stop_at_await: bool = False
-    ) -> Any:
-        """Run `workflow` to its end and return its result; with `stop_at_await`, return the Handle
-        it awaits instead (the workflow stays suspended: resume it with `drive(..., send=...)`)."""
-        value: Any = send
-        error: BaseException | None = None
-        while True:
-            try:
-                item = workflow.throw(error) if error is not None else workflow.send(value)
-            except StopIteration as stop:
-                return stop.value
-            value, error = None, None
-            if stop_at_await and isinstance(item, Handle):
-                return item
-            try:
-                value = self.execute(item)
-            except Exception as exc:
-                error = exc
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, dict[str, object]]] = []
 
-    def execute(self, item: Any) -> Any:
-        if isinstance(item, Sleep):
-            self.calls.append("sleep")
-            return None
-        if isinstance(item, Detached):
-            self.calls.append(f"detached {item.name}")
-            self.started.append(item)
-            return Handle(item)
-        if isinstance(item, Handle):
-            self.calls.append("await")
-            return self.resolve(item)
-        assert isinstance(item, Call), f"the workflow yielded {item!r}, not a durable call"
-        assert item.opts == {"retry_policy": "from the runtime"}, "every step runs with the runtime's options"
-        self.calls.append(item.func.__name__)
-        return item.func(self, *item.args)
+    def emit(self, event: str, **fields: object) -> None:
+        self.emitted.append((event, fields))
 
-    def resolve(self, handle: Handle) -> Any:
-        if handle.id not in self.results:
-            child = RecordingContext(self.deps[PORTS].store, self.broker, self.children)
-            self.children[handle.id] = child
-            self.results[handle.id] = child.drive(WORKFLOWS[handle.started.name](child, *handle.started.args))
-        return self.results[handle.id]
+    def named(self, event: str) -> list[dict[str, object]]:
+        return [fields for name, fields in self.emitted if name == event]
+
+
+class Promises:
+    """The durable promises of one test, by id: the request workflows started under their request
+    key (each driven inline, in a recording context of its own, and run to its end once per id, as
+    a durable promise would), and canned results (a workflow that runs elsewhere; an exception
+    stands for a rejected promise). Arguments go through JSON, as the runtime stores them."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.broker = InMemoryBroker()
+        self.broker.create_topic(COMPLETIONS)
+        self.broker.create_topic(FAILURES)
+        self.events = RecordingEvents()
+        self.runs: dict[str, Run] = {}
+        self.canned: dict[str, Any] = {}
+
+    def start(self, ref: RequestRef, record_id: str = "r", params: WorkflowParams = PARAMS) -> Run:
+        key = ref.key(NAMESPACE)
+        assert key not in self.runs.keys() | self.canned.keys(), "one workflow per request key"
+        stored = json.loads(json.dumps(request_args(RecordId(record_id), ref, params)))
+        self.runs[key] = run = Run(self, key, stored)
+        return run
+
+    def replay(self, run: Run) -> Run:
+        """The same workflow from its stored arguments in a fresh context (its checkpoints lost)."""
+        return Run(self, run.key, run.stored)
+
+    def result(self, id: str) -> Any:
+        if id in self.canned:
+            outcome = self.canned[id]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        assert id in self.runs, f"no workflow under the promise id {id!r}"
+        return self.runs[id].finish()
 
     def answers(self) -> list[tuple[str, Any, dict[str, bytes]]]:
+        """What was published (completions, then failures, each in order): (topic, value, headers)."""
         return [
             (topic, json.loads(m.value or b"null"), dict(m.headers))
             for topic in (COMPLETIONS, FAILURES)
@@ -179,11 +138,103 @@ class RecordingContext:
         ]
 
 
-def new_broker() -> InMemoryBroker:
-    broker = InMemoryBroker()
-    broker.create_topic(COMPLETIONS)
-    broker.create_topic(FAILURES)
-    return broker
+class RecordingContext:
+    """The DurableContext surface. Runs each step at once (no retries: a step that raises failed
+    beyond its retry policy, as only a permanent error does) and records the durable calls made."""
+
+    def __init__(self, promises: Promises) -> None:
+        self.promises = promises
+        self.deps = {
+            PORTS: WorkflowPorts(
+                promises.store,
+                builders.publisher(promises.broker, COMPLETIONS, FAILURES),
+                promises.events,
+                STEP_OPTIONS,
+                NAMESPACE,
+            ),
+        }
+        self.calls: list[str] = []
+        self.slept: list[float] = []
+        self.promised: list[Promise] = []
+
+    def run(self, func: Any, *args: Any) -> Call:
+        return Call(func, args)
+
+    def sleep(self, secs: float) -> Sleep:
+        return Sleep(secs)
+
+    def promise(self, *, id: str, idempotency_key: str) -> Promise:
+        return Promise(id, idempotency_key)
+
+    def get_dependency(self, key: str, default: Any = None) -> Any:
+        return self.deps.get(key, default)
+
+    def execute(self, item: Any) -> Any:
+        if isinstance(item, Sleep):
+            self.calls.append("sleep")
+            self.slept.append(item.secs)
+            return None
+        if isinstance(item, Promise):
+            self.calls.append(f"promise {item.id}")
+            self.promised.append(item)
+            return Handle(item.id)
+        if isinstance(item, Handle):
+            self.calls.append("await")
+            return self.promises.result(item.id)
+        assert isinstance(item, Call), f"the workflow yielded {item!r}, not a durable call"
+        assert item.opts == STEP_OPTIONS, "every step runs with the runtime's options"
+        self.calls.append(item.func.__name__)
+        return item.func(self, *item.args)
+
+
+class Run:
+    """One request workflow (`answer_request`), driven a durable call at a time."""
+
+    def __init__(self, promises: Promises, key: str, stored: list[Any]) -> None:
+        self.key, self.stored = key, stored
+        self.ctx = RecordingContext(promises)
+        self._workflow: Generator[Any, Any, Any] = answer_request(self.ctx, *stored)
+        self._value: Any = None
+        self._error: Exception | None = None
+        self.done = False
+        self.result: Any = None
+
+    @property
+    def calls(self) -> list[str]:
+        return self.ctx.calls
+
+    def advance(self) -> bool:
+        """Make the next durable call; False once the workflow has returned."""
+        if self.done:
+            return False
+        try:
+            if self._error is not None:
+                item = self._workflow.throw(self._error)
+            else:
+                item = self._workflow.send(self._value)
+        except StopIteration as stop:
+            self.done, self.result = True, stop.value
+            return False
+        self._value, self._error = None, None
+        try:
+            self._value = self.ctx.execute(item)
+        except Exception as exc:
+            self._error = exc
+        return True
+
+    def until(self, call: str) -> Any:
+        """Advance until `call` was made (the workflow stays suspended after it); returns its result."""
+        while self.advance():
+            if self.calls[-1] == call:
+                if self._error is not None:
+                    raise self._error
+                return self._value
+        raise AssertionError(f"the workflow returned without making {call!r}: {self.calls}")
+
+    def finish(self) -> Any:
+        while self.advance():
+            pass
+        return self.result
 
 
 def store_with(rows: int, record_id: str = "r") -> InMemoryRecordStore:
@@ -196,46 +247,9 @@ def request(offset: int, headers: tuple[tuple[str, bytes], ...] = ()) -> Request
     return RequestRef("requests", 1, offset, 1_000 + offset, headers)
 
 
-def answering(
-    ctx: RecordingContext, record_id: str, ref: RequestRef, params: WorkflowParams
-) -> Generator[Any, Any, Any]:
-    return answer_request(ctx, *request_args(RecordId(record_id), ref, params))
-
-
-PARAMS = WorkflowParams(batch_size=10, pause_seconds=0, step_seconds=60)
-
-
-# --- the attempt workflow: how it spends its checkpoints ------------------------------------------
-
-
-def test_without_a_pause_one_step_deletes_every_batch_within_its_budget() -> None:
-    ctx = RecordingContext(store_with(95))
-    result = ctx.drive(delete_attempt(ctx, "r", 1, batch_size=10, pause_seconds=0, step_seconds=60))
-    assert ctx.calls == ["delete_batches"]
-    assert result == {"record_id": "r", "attempt": 1, "totals": [95, 10]}
-
-
-def test_a_zero_budget_checkpoints_every_batch() -> None:
-    ctx = RecordingContext(store_with(95))
-    result = ctx.drive(delete_attempt(ctx, "r", 1, batch_size=10, pause_seconds=0, step_seconds=0))
-    assert ctx.calls == ["delete_batches"] * 10
-    assert result["totals"] == [95, 10]
-
-
-def test_with_a_pause_every_batch_is_its_own_step_followed_by_a_durable_sleep() -> None:
-    ctx = RecordingContext(store_with(25))
-    result = ctx.drive(delete_attempt(ctx, "r", 1, batch_size=10, pause_seconds=1, step_seconds=60))
-    assert ctx.calls == ["delete_batches", "sleep", "delete_batches", "sleep", "delete_batches"]
-    assert result["totals"] == [25, 3]
-
-
-def test_the_batch_that_finds_nothing_left_closes_the_attempt() -> None:
-    store = store_with(20)
-    ctx = RecordingContext(store)
-    ctx.drive(delete_attempt(ctx, "r", 1, batch_size=10, pause_seconds=0, step_seconds=0))
-    [attempt] = store.attempts(RecordId("r"))
-    assert (attempt.state, attempt.totals) == ("done", AttemptTotals(20, 2))
-    assert attempt.finished_at is not None
+def completed(attempt: int, totals: list[int]) -> dict[str, Any]:
+    """The request workflow's result when record "r" was deleted."""
+    return {"record_id": "r", "attempt": attempt, "deleted": True, "totals": totals, "failure": None}
 
 
 class FailingOnCall:
@@ -244,7 +258,7 @@ class FailingOnCall:
     def __init__(self, inner: InMemoryRecordStore, *failing_calls: int, error: Exception) -> None:
         self.inner, self.failing_calls, self.error, self.calls = inner, failing_calls, error, 0
 
-    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
         return self.inner.join_attempt(record_id, request, request_key)
 
     def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
@@ -257,14 +271,79 @@ class FailingOnCall:
         return self.inner.fail_attempt(record_id, attempt, reason)
 
 
+class RefusingJoin:
+    """A store that cannot even register the request (a permanent error on the join)."""
+
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
+        raise InvalidRecordId("record id is 300 characters long; at most 128 are allowed")
+
+
 TRANSIENT = RecordStoreUnavailable("database unavailable: connection reset")
 PERMANENT = DeletionPlanInvalid("deletion plan names table 'nope', which does not exist")
+OPENS = ["join_attempt", "delete_batches", "publish_answer"]
+
+
+# --- the opener: how it spends its checkpoints ----------------------------------------------------
+
+
+def test_without_a_pause_one_step_deletes_every_batch_within_its_budget() -> None:
+    run = Promises(store_with(95)).start(request(1), params=WorkflowParams(10, 0, 60))
+    assert run.finish() == completed(1, [95, 10])
+    assert run.calls == ["join_attempt", "delete_batches", "publish_answer"]
+
+
+def test_a_zero_budget_checkpoints_every_batch() -> None:
+    run = Promises(store_with(95)).start(request(1), params=WorkflowParams(10, 0, 0))
+    assert run.finish() == completed(1, [95, 10])
+    assert run.calls == ["join_attempt", *["delete_batches"] * 10, "publish_answer"]
+
+
+def test_with_a_pause_every_batch_is_its_own_step_followed_by_a_durable_sleep() -> None:
+    """A pause zeroes the step budget, whatever `step_seconds` says; no sleep after the last batch."""
+    run = Promises(store_with(25)).start(request(1), params=WorkflowParams(10, 1.5, 60))
+    assert run.finish() == completed(1, [25, 3])
+    assert run.calls == [
+        "join_attempt",
+        "delete_batches",
+        "sleep",
+        "delete_batches",
+        "sleep",
+        "delete_batches",
+        "publish_answer",
+    ]
+    assert run.ctx.slept == [1.5, 1.5]
+
+
+def test_the_batch_that_finds_nothing_left_closes_the_attempt() -> None:
+    store = store_with(20)
+    run = Promises(store).start(request(1), params=WorkflowParams(10, 0, 0))
+    assert run.until("delete_batches") == {"deleted": 10, "batches": 1, "more": True}
+    [attempt] = store.attempts(RecordId("r"))
+    assert (attempt.state, attempt.finished_at) == ("running", None)
+
+    assert run.until("delete_batches") == {"deleted": 10, "batches": 1, "more": False, "totals": [20, 2]}
+    [attempt] = store.attempts(RecordId("r"))
+    assert (attempt.state, attempt.totals) == ("done", AttemptTotals(20, 2))
+    assert attempt.finished_at is not None
+    assert run.finish() == completed(1, [20, 2])
+    assert run.calls == ["join_attempt", "delete_batches", "delete_batches", "publish_answer"]
+
+
+def test_a_record_without_rows_is_one_empty_batch_and_a_completion() -> None:
+    promises = Promises(InMemoryRecordStore())
+    run = promises.start(request(1))
+    assert run.finish() == completed(1, [0, 1])
+    assert run.calls == OPENS
+    assert [topic for topic, _, _ in promises.answers()] == [COMPLETIONS]
 
 
 def test_a_failure_after_some_batches_checkpoints_them_before_the_error_surfaces() -> None:
-    store = FailingOnCall(store_with(50), 3, error=TRANSIENT)
-    ctx = RecordingContext(store)
+    promises = Promises(FailingOnCall(store_with(50), 3, error=TRANSIENT))
+    ctx = RecordingContext(promises)
     assert delete_batches(ctx, "r", 1, 10, 60) == {"deleted": 20, "batches": 2, "more": True}
+    assert promises.events.named("step_cut_short") == [
+        {"record_id": "r", "batches": 2, "rows": 20, "error": repr(TRANSIENT)}
+    ]
     assert delete_batches(ctx, "r", 1, 10, 60) == {
         "deleted": 30,
         "batches": 3,
@@ -274,147 +353,243 @@ def test_a_failure_after_some_batches_checkpoints_them_before_the_error_surfaces
 
 
 def test_a_failure_on_a_steps_first_batch_is_raised_for_the_retry_policy() -> None:
-    store = FailingOnCall(store_with(50), 1, error=TRANSIENT)
-    ctx = RecordingContext(store)
+    promises = Promises(FailingOnCall(store_with(50), 1, error=TRANSIENT))
     with pytest.raises(RecordStoreUnavailable):
-        delete_batches(ctx, "r", 1, 10, 60)
+        delete_batches(RecordingContext(promises), "r", 1, 10, 60)
+    assert [f["error"] for f in promises.events.named("store_error")] == [
+        "RecordStoreUnavailable: database unavailable: connection reset"
+    ]
+
+
+def test_a_step_cut_short_is_checkpointed_and_the_next_step_goes_on() -> None:
+    """The step keeps (returns, so the runtime checkpoints) the batches it did before the error;
+    the attempt goes on with a new step, and the totals come from the audit trail."""
+    store = FailingOnCall(store_with(50), 3, error=TRANSIENT)
+    run = Promises(store).start(request(1))
+    assert run.until("delete_batches") == {"deleted": 20, "batches": 2, "more": True}
+    assert run.finish() == completed(1, [50, 5])
+    assert run.calls == ["join_attempt", "delete_batches", "delete_batches", "publish_answer"]
 
 
 def test_a_permanent_error_closes_the_attempt_as_failed_with_what_it_deleted() -> None:
-    """The attempt workflow resolves (it is not rejected) with the reason, for every waiting request."""
     inner = store_with(50)
-    store = FailingOnCall(inner, 3, 4, error=PERMANENT)
-    ctx = RecordingContext(store)
-    result = ctx.drive(delete_attempt(ctx, "r", 1, batch_size=10, pause_seconds=0, step_seconds=60))
+    promises = Promises(FailingOnCall(inner, 3, 4, error=PERMANENT))
+    run = promises.start(request(4))
+
+    result = run.finish()
+
     # step 1 kept its 2 batches; step 2 failed on its first batch: the attempt is closed as failed
-    assert ctx.calls == ["delete_batches", "delete_batches", "fail_attempt"]
-    assert result["totals"] == [20, 2]
-    assert result["failure"].startswith("DeletionPlanInvalid: ")
-    assert "'nope'" in result["failure"]
+    assert run.calls == ["join_attempt", "delete_batches", "delete_batches", "fail_attempt", "publish_answer"]
+    reason = result["failure"]
+    assert reason.startswith("DeletionPlanInvalid: ")
+    assert "'nope'" in reason
+    assert result == {"record_id": "r", "attempt": 1, "deleted": False, "totals": [20, 2], "failure": reason}
     [attempt] = inner.attempts(RecordId("r"))
-    assert (attempt.state, attempt.reason) == ("failed", result["failure"])
+    assert (attempt.state, attempt.reason, attempt.totals) == ("failed", reason, AttemptTotals(20, 2))
     assert inner.count_rows(RecordId("r")) == 30
+    assert promises.events.named("attempt_failed") == [{"record_id": "r", "attempt": 1, "error": reason}]
+    [(topic, value, headers)] = promises.answers()
+    assert topic == FAILURES
+    assert value == {
+        "record_id": "r",
+        "offset": 4,
+        "error": reason,
+        "rows_deleted": 20,
+        "batches": 2,
+        "attempt": 1,
+    }
+    assert (headers["rows-deleted"], headers["batches"], headers["attempt"]) == (b"20", b"2", b"1")
 
 
-# --- the request workflow: one request, one answer ------------------------------------------------
+# --- one request, one answer: the opener and the joiners ------------------------------------------
 
 
-def test_a_request_joins_an_attempt_starts_it_detached_awaits_it_and_answers_once() -> None:
-    store = store_with(25)
-    ctx = RecordingContext(store)
+def test_the_opener_joins_deletes_itself_and_answers_once_without_a_promise() -> None:
+    promises = Promises(store_with(25))
     ref = request(7, (("traceparent", b"00-abc-01"),))
+    run = promises.start(ref)
 
-    result = ctx.drive(answering(ctx, "r", ref, PARAMS))
+    assert run.until("join_attempt") == [1, ref.key(NAMESPACE)], "the request opened attempt 1"
+    result = run.finish()
 
-    assert ctx.calls == ["join_attempt", f"detached {ATTEMPT_WORKFLOW}", "await", "publish_answer"]
-    [started] = ctx.started
-    assert started.opts == {"id": attempt_promise_id(NAMESPACE, RecordId("r"), 1), "target": TARGET}
-    assert started.args == attempt_args("r", 1, PARAMS)
-    assert result == {"record_id": "r", "attempt": 1, "deleted": True, "totals": [25, 3]}
-    [(topic, value, headers)] = ctx.answers()
+    assert run.calls == ["join_attempt", "delete_batches", "publish_answer"]
+    assert run.ctx.promised == []
+    assert result == completed(1, [25, 3])
+    [(topic, value, headers)] = promises.answers()
     assert (topic, value) == (COMPLETIONS, ["r", 7])
     assert headers["traceparent"] == b"00-abc-01"
     assert headers["idempotency-key"] == ref.key(NAMESPACE).encode()
     assert (headers["rows-deleted"], headers["batches"], headers["attempt"]) == (b"25", b"3", b"1")
 
 
-def test_a_request_whose_attempt_failed_answers_on_the_failure_topic() -> None:
-    ctx = RecordingContext(FailingOnCall(store_with(30), 1, error=PERMANENT))
-
-    result = ctx.drive(answering(ctx, "r", request(4), PARAMS))
-
-    assert ctx.calls == ["join_attempt", f"detached {ATTEMPT_WORKFLOW}", "await", "publish_answer"]
-    assert result == {"record_id": "r", "attempt": 1, "deleted": False, "totals": [0, 0]}
-    [(topic, value, _)] = ctx.answers()
-    assert topic == FAILURES
-    assert (value["record_id"], value["offset"], value["attempt"]) == ("r", 4, 1)
-    assert value["error"].startswith("DeletionPlanInvalid: ")
-
-
-class RefusingJoin:
-    """A store that cannot even register the request (a permanent error on the join)."""
-
-    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
-        raise InvalidRecordId("record id is 300 characters long; at most 128 are allowed")
-
-
-def test_a_request_that_cannot_join_an_attempt_still_gets_its_one_answer() -> None:
-    ctx = RecordingContext(RefusingJoin())
-
-    result = ctx.drive(answering(ctx, "r", request(9), PARAMS))
-
-    assert ctx.calls == ["join_attempt", "publish_answer"], "no attempt is started"
-    assert result == {"record_id": "r", "attempt": 0, "deleted": False, "totals": [0, 0]}
-    [(topic, value, headers)] = ctx.answers()
-    assert topic == FAILURES
-    assert value["error"].startswith("InvalidRecordId: ")
-    assert headers["request-offset"] == b"9"
-
-
-def test_requests_joined_while_an_attempt_runs_await_the_same_attempt_and_answer_each() -> None:
+def test_a_joiner_awaits_the_openers_workflow_and_answers_with_its_totals() -> None:
     store = store_with(30)
-    ctx = RecordingContext(store)
-    first = answering(ctx, "r", request(1), PARAMS)
-    second = answering(ctx, "r", request(2), PARAMS)
+    promises = Promises(store)
+    opener = promises.start(request(1))
+    opener_key = request(1).key(NAMESPACE)
+    opener.until("join_attempt")  # attempt 1 runs; the opener is suspended before its first delete
 
-    first_awaits = ctx.drive(first, stop_at_await=True)
-    second_awaits = ctx.drive(second, stop_at_await=True)  # arrives while attempt 1 runs
-
-    assert first_awaits.id == second_awaits.id == attempt_promise_id(NAMESPACE, RecordId("r"), 1)
+    joiner = promises.start(request(2))
+    assert joiner.until("join_attempt") == [1, opener_key]
     [attempt] = store.attempts(RecordId("r"))
     assert (attempt.state, attempt.requests) == ("running", 2)
-    outcome = ctx.resolve(first_awaits)
-    assert ctx.drive(first, send=outcome)["totals"] == ctx.drive(second, send=outcome)["totals"] == [30, 3]
+    result = joiner.finish()
 
-    assert [(value, headers["attempt"]) for _, value, headers in ctx.answers()] == [
+    assert joiner.calls == ["join_attempt", f"promise {opener_key}", "await", "publish_answer"]
+    assert joiner.ctx.promised == [Promise(opener_key, opener_key)]
+    assert result == completed(1, [30, 3])
+    assert opener.done, "awaiting the promise ran the opener's workflow to its end"
+    assert opener.calls == OPENS
+    assert opener.result == completed(1, [30, 3])
+    assert store.batches_done(RecordId("r")) == 3, "one deletion for both requests"
+    assert [(value, headers["attempt"]) for _, value, headers in promises.answers()] == [
         (["r", 1], b"1"),
         (["r", 2], b"1"),
     ]
-    assert [d.opts["id"] for d in ctx.started] == [first_awaits.id] * 2, (
-        "both start the attempt under one promise id: the runtime runs it once"
-    )
+
+
+def test_every_joiner_awaits_the_one_opener_which_runs_once() -> None:
+    promises = Promises(store_with(30))
+    opener = promises.start(request(1))
+    opener.until("join_attempt")
+    joiners = [promises.start(request(offset)) for offset in (2, 3)]
+    for joiner in joiners:
+        joiner.until("join_attempt")
+
+    results = [joiner.finish() for joiner in joiners]
+    assert opener.finish() == completed(1, [30, 3])
+
+    assert results == [completed(1, [30, 3])] * 2
+    assert opener.calls == OPENS
+    assert [value for _, value, _ in promises.answers()] == [["r", 1], ["r", 2], ["r", 3]]
+
+
+def test_a_joiner_of_a_failed_attempt_answers_with_the_failure() -> None:
+    inner = store_with(30)
+    promises = Promises(FailingOnCall(inner, 1, error=PERMANENT))
+    opener = promises.start(request(1))
+    opener.until("join_attempt")
+    joiner = promises.start(request(2))
+
+    result = joiner.finish()
+
+    assert joiner.calls == ["join_attempt", f"promise {request(1).key(NAMESPACE)}", "await", "publish_answer"]
+    assert opener.calls == ["join_attempt", "delete_batches", "fail_attempt", "publish_answer"]
+    reason = opener.result["failure"]
+    assert reason.startswith("DeletionPlanInvalid: ")
+    assert result == {"record_id": "r", "attempt": 1, "deleted": False, "totals": [0, 0], "failure": reason}
+    assert [(topic, value["offset"], value["error"]) for topic, value, _ in promises.answers()] == [
+        (FAILURES, 1, reason),
+        (FAILURES, 2, reason),
+    ]
+    assert len(promises.events.named("attempt_failed")) == 1, "only the opener fails the attempt"
+
+
+def test_a_joiner_takes_the_outcome_of_an_opener_that_ran_elsewhere() -> None:
+    """The promise's result is all a joiner reads: here a canned one, of a workflow not driven here."""
+    store = store_with(30)
+    elsewhere = request(1)
+    store.join_attempt(RecordId("r"), elsewhere, elsewhere.key(NAMESPACE))
+    promises = Promises(store)
+    promises.canned[elsewhere.key(NAMESPACE)] = {"totals": [30, 4], "failure": None}
+
+    joiner = promises.start(request(2))
+
+    assert joiner.finish() == completed(1, [30, 4])
+    assert joiner.calls == ["join_attempt", f"promise {elsewhere.key(NAMESPACE)}", "await", "publish_answer"]
+    assert store.count_rows(RecordId("r")) == 30, "the joiner deletes nothing itself"
+    [(topic, _, headers)] = promises.answers()
+    assert (topic, headers["rows-deleted"], headers["batches"]) == (COMPLETIONS, b"30", b"4")
+
+
+def test_a_joiner_whose_openers_promise_was_rejected_still_answers_once() -> None:
+    store = store_with(30)
+    elsewhere = request(1)
+    store.join_attempt(RecordId("r"), elsewhere, elsewhere.key(NAMESPACE))
+    promises = Promises(store)
+    promises.canned[elsewhere.key(NAMESPACE)] = RuntimeError("the opener's workflow was rejected")
+
+    result = promises.start(request(2)).finish()
+
+    assert result == {
+        "record_id": "r",
+        "attempt": 1,
+        "deleted": False,
+        "totals": [0, 0],
+        "failure": "RuntimeError (details in the worker's log)",
+    }
+    [(topic, value, _)] = promises.answers()
+    assert (topic, value["error"]) == (FAILURES, "RuntimeError (details in the worker's log)")
+
+
+def test_a_request_that_cannot_join_an_attempt_still_gets_its_one_answer() -> None:
+    promises = Promises(RefusingJoin())
+    run = promises.start(request(9))
+
+    result = run.finish()
+
+    assert run.calls == ["join_attempt", "publish_answer"], "no attempt is run or awaited"
+    assert result["failure"].startswith("InvalidRecordId: ")
+    assert result == {
+        "record_id": "r",
+        "attempt": 0,
+        "deleted": False,
+        "totals": [0, 0],
+        "failure": result["failure"],
+    }
+    [(topic, value, headers)] = promises.answers()
+    assert topic == FAILURES
+    assert value["error"] == result["failure"]
+    assert (headers["request-offset"], headers["attempt"]) == (b"9", b"0")
 
 
 def test_a_request_after_the_attempt_finished_opens_the_next_attempt() -> None:
     store = store_with(30)
-    ctx = RecordingContext(store)
-    ctx.drive(answering(ctx, "r", request(1), PARAMS))
+    promises = Promises(store)
+    assert promises.start(request(1)).finish() == completed(1, [30, 3])
     store.add_record(RecordId("r"), 5)
 
-    result = ctx.drive(answering(ctx, "r", request(2), PARAMS))
+    second = promises.start(request(2))
 
-    assert result == {"record_id": "r", "attempt": 2, "deleted": True, "totals": [5, 1]}
-    assert [d.opts["id"] for d in ctx.started] == [
-        attempt_promise_id(NAMESPACE, RecordId("r"), 1),
-        attempt_promise_id(NAMESPACE, RecordId("r"), 2),
+    assert second.until("join_attempt") == [2, request(2).key(NAMESPACE)], "it opened attempt 2"
+    assert second.finish() == completed(2, [5, 1])
+    assert second.calls == OPENS, "it runs attempt 2 itself"
+    assert [(a.state, a.totals) for a in store.attempts(RecordId("r"))] == [
+        ("done", AttemptTotals(30, 3)),
+        ("done", AttemptTotals(5, 1)),
     ]
-    assert [a.state for a in store.attempts(RecordId("r"))] == ["done", "done"]
 
 
-def test_replaying_a_request_joins_the_same_attempt() -> None:
-    """A replay (a crash before the join's checkpoint) re-runs the join: same request key, same attempt."""
+def test_replaying_the_join_gives_the_same_attempt() -> None:
+    """A replay (a crash before the join's checkpoint) re-runs the join with the same request key:
+    same attempt, counted once, and the same opener — so the opener's replay runs the attempt
+    itself again instead of awaiting its own promise, and a joiner's replay awaits the same one."""
     store = store_with(30)
-    ctx = RecordingContext(store)
-    ref = request(3)
-    first = answering(ctx, "r", ref, PARAMS)
-    ctx.drive(first, stop_at_await=True)
+    promises = Promises(store)
+    opener, joiner = promises.start(request(1)), promises.start(request(2))
+    first_join = opener.until("join_attempt")
+    joiner_join = joiner.until("join_attempt")
 
-    replay = RecordingContext(store, ctx.broker)
-    handle = replay.drive(answering(replay, "r", ref, PARAMS), stop_at_await=True)
-
-    assert handle.id == attempt_promise_id(NAMESPACE, RecordId("r"), 1)
+    assert promises.replay(opener).until("join_attempt") == first_join == [1, request(1).key(NAMESPACE)]
+    assert promises.replay(joiner).until("join_attempt") == joiner_join == [1, request(1).key(NAMESPACE)]
     [attempt] = store.attempts(RecordId("r"))
-    assert attempt.requests == 1, "the request is counted once"
+    assert (attempt.state, attempt.requests) == ("running", 2), "each request is counted once"
+
+    replayed = promises.replay(opener)
+    assert replayed.finish() == completed(1, [30, 3])
+    assert replayed.calls == OPENS
 
 
 def test_request_headers_survive_the_stored_arguments_byte_for_byte() -> None:
-    """Header values travel as text in the stored arguments; every byte value comes back."""
-    ctx = RecordingContext(store_with(5))
+    """Header values travel as text in the JSON-stored arguments; every byte value comes back,
+    in the opener's answer and in a joiner's."""
     raw = bytes(range(256))
-    args = request_args(RecordId("r"), request(0, (("binary", raw),)), PARAMS)
-    json.dumps(args)  # the runtime stores the arguments as JSON
+    promises = Promises(store_with(5))
+    opener = promises.start(request(0, (("binary", raw),)))
+    opener.until("join_attempt")
+    joiner = promises.start(request(1, (("binary", raw[::-1]),)))
+    assert isinstance(joiner.stored[5][0][1], str), "stored as text"
 
-    ctx.drive(answer_request(ctx, *json.loads(json.dumps(args))))
+    joiner.finish()
 
-    [(_, _, headers)] = ctx.answers()
-    assert headers["binary"] == raw
+    assert [headers["binary"] for _, _, headers in promises.answers()] == [raw, raw[::-1]]
