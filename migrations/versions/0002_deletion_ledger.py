@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("rows_deleted", sa.BigInteger(), nullable=True),
         sa.Column("batches", sa.Integer(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("opened_by", sa.String(600), nullable=False),
         sa.PrimaryKeyConstraint("record_id", "attempt", name="pk_deletion_attempts"),
     )
     op.create_index("ix_deletion_attempts_state", "deletion_attempts", ["state"])

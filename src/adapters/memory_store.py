@@ -8,12 +8,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..domain.model import AttemptRecord, AttemptTotals, BatchResult, RecordId, RequestRef
+from ..domain.model import AttemptRecord, AttemptTotals, BatchResult, JoinedAttempt, RecordId, RequestRef
 from ..domain.ports import DeletionLedger, RecordInventory, RecordStore
 
 
 @dataclass
 class _Attempt:
+    opened_by: str
     state: str = "running"
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
@@ -34,16 +35,17 @@ class InMemoryRecordStore(RecordStore, RecordInventory, DeletionLedger):
         self._lock = threading.Lock()
         self._seconds_per_row = seconds_per_row
 
-    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
         with self._lock:
-            if request_key in self._requests:
-                return self._requests[request_key]
             attempts = self._attempts[record_id.value]
+            if request_key in self._requests:
+                n = self._requests[request_key]
+                return JoinedAttempt(n, attempts[n - 1].opened_by)
             if not attempts or attempts[-1].state != "running":
-                attempts.append(_Attempt())
+                attempts.append(_Attempt(request_key))
             attempts[-1].requests += 1
             self._requests[request_key] = len(attempts)
-            return len(attempts)
+            return JoinedAttempt(len(attempts), attempts[-1].opened_by)
 
     def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
         with self._lock:
@@ -70,7 +72,7 @@ class InMemoryRecordStore(RecordStore, RecordInventory, DeletionLedger):
     def _attempt(self, record_id: RecordId, attempt: int) -> _Attempt:
         attempts = self._attempts[record_id.value]
         while len(attempts) < attempt:  # a batch run without a join (tests of the store alone)
-            attempts.append(_Attempt())
+            attempts.append(_Attempt(""))
         return attempts[attempt - 1]
 
     @staticmethod

@@ -32,17 +32,9 @@ from ..domain.errors import (
     RuntimeStopped,
 )
 from ..domain.events import Events
-from ..domain.model import InboundMessage, RecordId, WorkflowParams, attempt_promise_id
+from ..domain.model import InboundMessage, RecordId, WorkflowParams
 from ..domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
-from ..domain.workflow import (
-    ATTEMPT_WORKFLOW,
-    PORTS,
-    REQUEST_WORKFLOW,
-    WorkflowPorts,
-    answer_request,
-    delete_attempt,
-    request_args,
-)
+from ..domain.workflow import PORTS, REQUEST_WORKFLOW, WorkflowPorts, answer_request, request_args
 from .resonate_sdk_patches import (
     KeepAliveRemoteStore,
     ThreadSafeLocalStore,
@@ -168,17 +160,15 @@ class ResonateRuntime(WorkflowStarter):
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
         resonate.set_dependency(
-            PORTS, WorkflowPorts(store, publisher, events, step_retry.options(), namespace, target)
+            PORTS, WorkflowPorts(store, publisher, events, step_retry.options(), namespace)
         )
         self._created = observe_creation(resonate)
         # The domain's DurableContext is a structural subset of resonate's Context.
         self._workflow = resonate.register(cast(Any, answer_request), name=REQUEST_WORKFLOW)
-        resonate.register(cast(Any, delete_attempt), name=ATTEMPT_WORKFLOW)
         if target:
             # Without a target the root promise is tagged `poll://any@default`: when its worker
             # dies mid-step, the server re-dispatches the task to a group nobody polls and no
-            # other worker ever resumes it. Route recovery to the workers' own group (attempt
-            # workflows get the same target from WorkflowPorts).
+            # other worker ever resumes it. Route recovery to the workers' own group.
             self._workflow.options(target=target)
         self._started = False
         self._start_lock = threading.Lock()
@@ -228,18 +218,12 @@ class ResonateRuntime(WorkflowStarter):
         # Subscribing makes the future resolve even when another worker runs the workflow (a
         # duplicate, or one recovered elsewhere); the callback keeps `in_flight` O(1).
         handle.done()
-        handle.future.add_done_callback(functools.partial(self._finished, handle.id, record_id))
+        handle.future.add_done_callback(functools.partial(self._finished, handle.id))
 
-    def _finished(self, key: str, record_id: RecordId, future: Any = None) -> None:
+    def _finished(self, key: str, _future: object = None) -> None:
         with self._lock:
             self._handles.pop(key, None)
         forget_loggers(key)
-        try:
-            attempt = int(future.result()["attempt"]) if future is not None else 0
-        except Exception:  # a failed request workflow: nothing more to forget
-            return
-        if attempt:
-            forget_loggers(attempt_promise_id(self._namespace, record_id, attempt))
 
     def in_flight(self) -> int:
         with self._lock:

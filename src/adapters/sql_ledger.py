@@ -10,11 +10,11 @@ import json
 
 from sqlalchemy import Connection, Row, Subquery, and_, func, insert, select, update
 
-from ..domain.model import AttemptRecord, AttemptTotals, RecordId, RequestRef
+from ..domain.model import AttemptRecord, AttemptTotals, JoinedAttempt, RecordId, RequestRef
 from .sql_schema import deletion_attempts, deletion_audit, deletion_requests
 
 
-def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
     """Register `request` with the running attempt, or open the next one; idempotent by key.
 
     Two joins racing to open the same next attempt collide on its primary key; the caller retries
@@ -22,20 +22,28 @@ def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key
     attempt is read `FOR UPDATE`, so a join waits for an attempt being closed and then opens
     the next one instead of joining one that already finished.
     """
+    a, r = deletion_attempts.c, deletion_requests.c
     known = conn.execute(
-        select(deletion_requests.c.attempt).where(deletion_requests.c.request_key == request_key)
-    ).scalar()
+        select(r.attempt, a.opened_by)
+        .join(deletion_attempts, and_(a.record_id == r.record_id, a.attempt == r.attempt))
+        .where(r.request_key == request_key)
+    ).first()
     if known is not None:
-        return int(known)
-    a = deletion_attempts.c
-    running = conn.execute(
-        select(a.attempt).where(a.record_id == record_id.value, a.state == "running").with_for_update()
-    ).scalar()
-    if running is None:
+        return JoinedAttempt(int(known[0]), str(known[1]))
+    found = conn.execute(
+        select(a.attempt, a.opened_by)
+        .where(a.record_id == record_id.value, a.state == "running")
+        .with_for_update()
+    ).first()
+    if found is not None:
+        running, opened_by = int(found[0]), str(found[1])
+    else:
         last = conn.execute(select(func.max(a.attempt)).where(a.record_id == record_id.value)).scalar()
-        running = int(last or 0) + 1
+        running, opened_by = int(last or 0) + 1, request_key
         conn.execute(
-            insert(deletion_attempts).values(record_id=record_id.value, attempt=running, state="running")
+            insert(deletion_attempts).values(
+                record_id=record_id.value, attempt=running, state="running", opened_by=opened_by
+            )
         )
     conn.execute(
         insert(deletion_requests).values(
@@ -49,7 +57,7 @@ def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key
             headers=json.dumps([[k, v.decode("latin-1")] for k, v in request.headers]),
         )
     )
-    return int(running)
+    return JoinedAttempt(running, opened_by)
 
 
 def totals(conn: Connection, record_id: RecordId, attempt: int) -> AttemptTotals:

@@ -61,6 +61,7 @@ deletion_attempts = Table(
     Column("rows_deleted", BigInteger, nullable=True),
     Column("batches", Integer, nullable=True),
     Column("reason", Text, nullable=True),
+    Column("opened_by", String(600), nullable=False),  # the request whose workflow runs this attempt
     # The invariant itself: two requests racing to open a record's next attempt cannot both win.
     Index(
         "ix_deletion_attempts_one_running",

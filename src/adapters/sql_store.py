@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
 
 from ..domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from ..domain.model import AttemptRecord, AttemptTotals, BatchResult, RecordId, RequestRef
+from ..domain.model import AttemptRecord, AttemptTotals, BatchResult, JoinedAttempt, RecordId, RequestRef
 from ..domain.ports import DeletionLedger, RecordInventory, RecordStore
 from . import sql_ledger
 from .sql_errors import translate
@@ -84,7 +84,7 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
         self._validated = False
         self._lock = threading.Lock()
 
-    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
         for attempt in range(self.JOIN_TRIES):
             try:
                 with self._engine.begin() as conn:

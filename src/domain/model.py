@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,8 +16,8 @@ RECORD_ID_ALLOWED = "1 to 128 characters, none of them a control or format chara
 class RecordId:
     """Identifier of a record to delete: what real systems use (emails, 'tenant/42', dots, ...).
 
-    It never becomes part of a durable promise id as it is (`attempt_promise_id` encodes it), so
-    any printable text is allowed; control and format characters (and line separators) are
+    It never becomes part of a durable promise id (those derive from the request's coordinates),
+    so any printable text is allowed; control and format characters (and line separators) are
     refused because they make logs, headers and evidence ambiguous, and the length is bounded
     by the database columns that hold it.
     """
@@ -65,10 +64,12 @@ class RequestRef:
         return f"rd:req:{namespace}:{self.topic}:{self.partition}:{self.offset}:{self.timestamp or 0}"
 
 
-def attempt_promise_id(namespace: str, record_id: RecordId, attempt: int) -> str:
-    """Durable promise id of a record's deletion attempt: the id encoded (URL-safe base64, no '.')."""
-    encoded = base64.urlsafe_b64encode(record_id.value.encode()).decode().rstrip("=")
-    return f"rd:del:{namespace}:{encoded}:{attempt}"
+@dataclass(frozen=True, slots=True)
+class JoinedAttempt:
+    """The attempt a request belongs to, and the request that opened it (whose workflow runs it)."""
+
+    number: int
+    opened_by: str  # the opening request's key (`RequestRef.key`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Protocol
 
 from .messages import OutboundMessage
-from .model import Answer, AttemptRecord, AttemptTotals, BatchResult, InboundMessage, RecordId, RequestRef
+from .model import (
+    Answer,
+    AttemptRecord,
+    AttemptTotals,
+    BatchResult,
+    InboundMessage,
+    JoinedAttempt,
+    RecordId,
+    RequestRef,
+)
 
 
 class RecordStore(Protocol):
@@ -17,9 +26,9 @@ class RecordStore(Protocol):
     work raises DeletionPlanInvalid; a delete the database refuses raises DeletionRejected.
     """
 
-    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> int:
+    def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
         """Record `request` (once per `request_key`) against the record's running attempt, or open
-        the next attempt when none runs; return that attempt's number (1, 2, ...)."""
+        the next attempt when none runs (opened by this request); return that attempt."""
         ...
 
     def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:

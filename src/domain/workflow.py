@@ -1,9 +1,9 @@
-"""The durable workflows: one answers a request, one deletes a record (an attempt).
+"""The durable workflow that answers a deletion request, and its steps.
 
-PERSISTED FORMAT. The workflows' names (`REQUEST_WORKFLOW`, `ATTEMPT_WORKFLOW`), their argument
-lists (built only by `request_args` and `attempt_args`, below) and the order of their durable
-calls (`ctx.run` / `ctx.sleep` / `ctx.detached`) are stored by the Resonate server with every
-workflow in flight, and a worker that resumes one after a crash or an upgrade replays them.
+PERSISTED FORMAT. The workflow's name (`REQUEST_WORKFLOW`), its argument list (built only by
+`request_args`, below) and the order of its durable calls (`ctx.run` / `ctx.sleep` /
+`ctx.promise`) are stored by the Resonate server with every workflow in flight, and a worker that
+resumes one after a crash or an upgrade replays them.
 Changing any of them breaks the workflows in flight at the moment of a deploy: register a new
 name (and keep the old one until its last workflow ended) instead of editing one in place.
 
@@ -13,11 +13,12 @@ The request contract they implement:
   workflow;
 * one deletion runs per record at a time: a request joins the record's running attempt, or opens
   the next one when none runs (the store's ledger decides, atomically), so a record deleted or
-  failed earlier is never "burned";
+  failed earlier is never "burned". The request that opened an attempt runs its delete steps in
+  its own workflow; a request that joined waits for that workflow and shares its outcome;
 * the rows and batches an answer reports come from the audit trail, exact after any crash;
 * transient trouble makes a step retry without limit; only permanent errors fail an attempt.
 
-Written against a duck-typed durable context (`run`, `sleep`, `detached`, `get_dependency`) so
+Written against a duck-typed durable context (`run`, `sleep`, `promise`, `get_dependency`) so
 the domain does not import the runtime; the ports arrive as one `WorkflowPorts`.
 """
 
@@ -30,18 +31,10 @@ from typing import Any, Protocol
 
 from .errors import DomainError
 from .events import Events
-from .model import (
-    Answer,
-    AttemptTotals,
-    RecordId,
-    RequestRef,
-    WorkflowParams,
-    attempt_promise_id,
-)
+from .model import Answer, AttemptTotals, RecordId, RequestRef, WorkflowParams
 from .ports import CompletionPublisher, RecordStore
 
 REQUEST_WORKFLOW = "answer_deletion_request"
-ATTEMPT_WORKFLOW = "delete_record_attempt"
 PORTS = "record_deleter.workflow_ports"
 
 
@@ -56,7 +49,7 @@ class DurableContext(Protocol):
 
     def run(self, func: Any, *args: Any) -> DurableCall: ...
 
-    def detached(self, func: Any, *args: Any) -> DurableCall: ...
+    def promise(self, *, id: str, idempotency_key: str) -> Any: ...
 
     def sleep(self, secs: float) -> Any: ...
 
@@ -72,7 +65,6 @@ class WorkflowPorts:
     events: Events
     step_options: Mapping[str, Any]  # the runtime's per-step options (retry policy)
     namespace: str  # keeps the durable ids of one deployment apart from another's
-    attempt_target: str | None  # where the runtime routes an attempt workflow (None: its default)
 
 
 def ports(ctx: DurableContext) -> WorkflowPorts:
@@ -102,11 +94,6 @@ def request_args(record_id: RecordId, request: RequestRef, params: WorkflowParam
     )
 
 
-def attempt_args(record_id: str, attempt: int, params: WorkflowParams) -> tuple[Any, ...]:
-    """The arguments `delete_attempt` is started with, in order (a persisted format, see above)."""
-    return (record_id, attempt, params.batch_size, params.pause_seconds, params.step_seconds)
-
-
 def describe_failure(exc: BaseException) -> str:
     """A reason safe to publish: the project's own errors say what is wrong in words of their own
     (adapters keep row values and driver DETAIL text out of them); anything else only by type."""
@@ -124,13 +111,14 @@ def join_attempt(
     offset: int,
     timestamp: int | None,
     headers: list[list[str]],
-) -> int:
-    """Step: register the request with the record's running attempt, or open the next one."""
+) -> list[Any]:
+    """Step: register the request with the record's running attempt, or open the next one;
+    returns [attempt, key of the request that opened it]."""
     p = ports(ctx)
     request = _request(topic, partition, offset, timestamp, headers)
-    attempt = p.store.join_attempt(RecordId(record_id), request, request.key(p.namespace))
-    p.events.emit("joined", record_id=record_id, partition=partition, offset=offset, attempt=attempt)
-    return attempt
+    joined = p.store.join_attempt(RecordId(record_id), request, request.key(p.namespace))
+    p.events.emit("joined", record_id=record_id, partition=partition, offset=offset, attempt=joined.number)
+    return [joined.number, joined.opened_by]
 
 
 def delete_batches(
@@ -224,55 +212,56 @@ def answer_request(
     pause_seconds: float,
     step_seconds: float,
 ) -> Generator[Any, Any, dict[str, Any]]:
-    """Workflow: one request, one answer. Joins (or opens) the record's deletion attempt, waits
-    for it, and publishes the outcome for this request."""
+    """Workflow: one request, one answer. Joins (or opens) the record's deletion attempt; runs it
+    when this request opened it, else waits for the workflow of the request that did; then
+    publishes the outcome for this request."""
     p = ports(ctx)
     options = p.step_options
-    request = [topic, partition, offset, timestamp, headers]
-    attempt = 0
+    request: list[Any] = [topic, partition, offset, timestamp, headers]
+    own_key = _request(topic, partition, offset, timestamp, headers).key(p.namespace)
+    attempt, failure, totals = 0, None, [0, 0]
     try:
-        attempt = yield ctx.run(join_attempt, record_id, *request).options(**options)
-        params = WorkflowParams(batch_size, pause_seconds, step_seconds)
-        call = ctx.detached(ATTEMPT_WORKFLOW, *attempt_args(record_id, attempt, params))
-        handle = yield call.options(
-            id=attempt_promise_id(p.namespace, RecordId(record_id), attempt), target=p.attempt_target
-        )
-        outcome = yield handle
-        totals, failure = list(outcome["totals"]), outcome.get("failure")
-    except Exception as exc:  # the request could not even join an attempt (a permanent error)
-        totals, failure = [0, 0], describe_failure(exc)
+        attempt, opened_by = yield ctx.run(join_attempt, record_id, *request).options(**options)
+        if opened_by == own_key:
+            params = WorkflowParams(batch_size, pause_seconds, step_seconds)
+            totals, failure = yield from _run_attempt(ctx, p, record_id, attempt, params)
+        else:
+            # A deletion under way: share its outcome instead of running a second one.
+            opener = yield ctx.promise(id=opened_by, idempotency_key=opened_by)
+            shared = yield opener
+            totals, failure = list(shared["totals"]), shared.get("failure")
+    except Exception as exc:  # the request could not join an attempt, or its opener failed oddly
+        failure = describe_failure(exc)
     yield ctx.run(publish_answer, record_id, request, attempt, totals, failure).options(**options)
-    return {"record_id": record_id, "attempt": attempt, "deleted": failure is None, "totals": totals}
+    return {
+        "record_id": record_id,
+        "attempt": attempt,
+        "deleted": failure is None,
+        "totals": totals,
+        "failure": failure,
+    }
 
 
-def delete_attempt(
-    ctx: DurableContext,
-    record_id: str,
-    attempt: int,
-    batch_size: int,
-    pause_seconds: float,
-    step_seconds: float,
-) -> Generator[Any, Any, dict[str, Any]]:
-    """Workflow: one deletion attempt of a record — delete steps while rows remain, pausing durably
-    between them. Every yield is a checkpoint: on replay completed steps return their results.
+def _run_attempt(
+    ctx: DurableContext, p: WorkflowPorts, record_id: str, attempt: int, params: WorkflowParams
+) -> Generator[Any, Any, tuple[list[int], str | None]]:
+    """The deletion of one attempt: delete steps while rows remain, pausing durably between them.
+    Every yield is a checkpoint: on replay completed steps return their results.
 
-    Transient errors retry inside their step without limit; a permanent one closes the attempt
-    as failed, and the workflow returns the reason for every request waiting on it.
+    Transient errors retry inside their step without limit; a permanent one closes the attempt as
+    failed, and the reason is every waiting request's answer. Returns (totals, failure).
     """
-    p = ports(ctx)
-    params = WorkflowParams(batch_size, pause_seconds, step_seconds)
     try:
         while True:
             result = yield ctx.run(
                 delete_batches, record_id, attempt, params.batch_size, params.step_budget
             ).options(**p.step_options)
             if not result["more"]:
-                return {"record_id": record_id, "attempt": attempt, "totals": result["totals"]}
+                return list(result["totals"]), None
             if params.pause_seconds > 0:
                 yield ctx.sleep(params.pause_seconds)
     except Exception as exc:
         reason = describe_failure(exc)
         p.events.emit("attempt_failed", record_id=record_id, attempt=attempt, error=reason)
         totals = yield ctx.run(fail_attempt, record_id, attempt, reason).options(**p.step_options)
-        # Resolved, not rejected: the ledger holds the failure; every waiting request answers it.
-        return {"record_id": record_id, "attempt": attempt, "totals": totals, "failure": reason}
+        return list(totals), reason

@@ -220,13 +220,15 @@ def test_requests_join_the_running_attempt_and_a_later_one_opens_the_next(subjec
     rows = store.count_rows(rid)  # the SQL stores count the parent row in `records` too
     (first, key1), (second, key2), (third, key3) = request(1), request(2), request(3)
 
-    assert store.join_attempt(rid, first, key1) == 1
-    assert store.join_attempt(rid, first, key1) == 1, "registering the same request again is a no-op"
-    assert store.join_attempt(rid, second, key2) == 1, "a request while attempt 1 runs joins it"
+    assert store.join_attempt(rid, first, key1).number == 1
+    assert store.join_attempt(rid, first, key1).number == 1, "registering the same request again is a no-op"
+    assert store.join_attempt(rid, second, key2).number == 1, "a request while attempt 1 runs joins it"
     results = drain(lambda: store.delete_batch(rid, 2, 1))
     assert results[-1].totals == AttemptTotals(rows, len(results))
-    assert store.join_attempt(rid, third, key3) == 2, "after attempt 1 finished, a request opens attempt 2"
-    assert store.join_attempt(rid, second, key2) == 1, "a replayed join keeps its attempt"
+    assert store.join_attempt(rid, third, key3).number == 2, (
+        "after attempt 1 finished, a request opens attempt 2"
+    )
+    assert store.join_attempt(rid, second, key2).number == 1, "a replayed join keeps its attempt"
 
     attempts = store.attempts(rid)
     assert [(a.attempt, a.state, a.requests) for a in attempts] == [(1, "done", 2), (2, "running", 1)]
@@ -241,7 +243,7 @@ def test_the_totals_count_every_batch_of_the_attempt_however_many_steps_ran_them
     store.add_record(rid, 24)
     rows = store.count_rows(rid)
     ref, key = request(1)
-    attempt = store.join_attempt(rid, ref, key)
+    attempt = store.join_attempt(rid, ref, key).number
 
     first_step = [store.delete_batch(rid, 5, attempt) for _ in range(3)]  # "crashed" before its checkpoint
     rest = drain(lambda: store.delete_batch(rid, 5, attempt))
@@ -256,14 +258,14 @@ def test_a_failed_attempt_keeps_its_reason_and_the_next_request_opens_a_new_one(
     rid = new_id("failing")
     store.add_record(rid, 10)
     (first, key1), (second, key2) = request(1), request(2)
-    attempt = store.join_attempt(rid, first, key1)
+    attempt = store.join_attempt(rid, first, key1).number
     store.delete_batch(rid, 4, attempt)
 
     assert store.fail_attempt(rid, attempt, "DeletionPlanInvalid: no table x") == AttemptTotals(4, 1)
     assert store.fail_attempt(rid, attempt, "again") == AttemptTotals(4, 1), "closing twice changes nothing"
     [failed] = store.attempts(rid)
     assert (failed.state, failed.reason) == ("failed", "DeletionPlanInvalid: no table x")
-    assert store.join_attempt(rid, second, key2) == 2
+    assert store.join_attempt(rid, second, key2).number == 2
     drain(lambda: store.delete_batch(rid, 4, 2))
     assert [a.state for a in store.attempts(rid)] == ["failed", "done"]
     assert [
@@ -285,7 +287,7 @@ def test_concurrent_first_requests_open_one_attempt(subject: Subject) -> None:
         try:
             ref, key = request(offset)
             go.wait(10)
-            got.append(store.join_attempt(rid, ref, key))
+            got.append(store.join_attempt(rid, ref, key).number)
         except BaseException as exc:
             errors.append(exc)
 
@@ -310,7 +312,7 @@ def test_record_ids_as_real_systems_write_them(subject: Subject, text: str) -> N
     store.add_record(rid, 3)
     rows = store.count_rows(rid)
     ref, key = request(1)
-    attempt = store.join_attempt(rid, ref, key)
+    attempt = store.join_attempt(rid, ref, key).number
     results = drain(lambda: store.delete_batch(rid, 2, attempt))
     assert results[-1].totals == AttemptTotals(rows, len(results))
     assert store.count_rows(rid) == 0

@@ -72,7 +72,13 @@ def test_a_request_runs_to_completion_through_the_server(runtime, broker) -> Non
     m = request(rid, 12)
     runtime.start(rid, m)
     result = runtime.wait(runtime.request_key(m), timeout=60)
-    assert result == {"record_id": rid.value, "attempt": 1, "deleted": True, "totals": [35, 4]}
+    assert result == {
+        "record_id": rid.value,
+        "attempt": 1,
+        "deleted": True,
+        "totals": [35, 4],
+        "failure": None,
+    }
     assert runtime.store.count_rows(rid) == 0
     assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 12]]
 
@@ -91,6 +97,7 @@ def test_redelivery_attaches_and_a_later_request_gets_a_new_attempt(runtime, bro
         "attempt": 2,
         "deleted": True,
         "totals": [0, 1],
+        "failure": None,
     }
     assert runtime.store.batches_done(rid) == 4
     answers = [(json.loads(m.value), dict(m.headers)["attempt"]) for _, m in broker.messages("done")]

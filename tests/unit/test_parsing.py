@@ -23,7 +23,6 @@ from record_deleter.domain.model import (
     InboundMessage,
     RecordId,
     RequestRef,
-    attempt_promise_id,
 )
 
 pytestmark = pytest.mark.unit
@@ -109,28 +108,6 @@ def test_invalid_record_id_is_a_value_error() -> None:
 
 
 # --- durable ids derived from a record id and a request -----------------------------------------
-
-
-@pytest.mark.parametrize("value", ["a.b", "tenant/42", "alice@example.com", "a:b", "first last", "caf\u00e9"])
-def test_attempt_promise_id_encodes_the_record_id(value: str) -> None:
-    """The id's own dots, slashes and colons never reach the durable id (Resonate splits on '.')."""
-    promise = attempt_promise_id("ns", RecordId(value), 2)
-    prefix, _, rest = promise.rpartition(":")
-    assert rest == "2"
-    assert prefix.startswith("rd:del:ns:")
-    encoded = prefix.removeprefix("rd:del:ns:")
-    assert encoded.isascii()
-    assert all(c.isalnum() or c in "-_" for c in encoded), promise
-
-
-def test_attempt_promise_ids_of_distinct_records_and_attempts_differ() -> None:
-    ids = {
-        attempt_promise_id(ns, RecordId(rid), n)
-        for ns in ("ns", "other")
-        for rid in ("a", "a.", "a/", "A", "a b")
-        for n in (1, 2)
-    }
-    assert len(ids) == 2 * 5 * 2
 
 
 def test_request_key_names_the_message_coordinates_and_timestamp() -> None:

@@ -151,7 +151,13 @@ def test_all_rows_are_deleted_across_batches_and_the_answer_is_published(harness
 
     assert harness.rows.count_rows(rid) == 0
     assert harness.store.executions(rid) == 10
-    assert result == {"record_id": "rec-1", "attempt": 1, "deleted": True, "totals": [95, 10]}
+    assert result == {
+        "record_id": "rec-1",
+        "attempt": 1,
+        "deleted": True,
+        "totals": [95, 10],
+        "failure": None,
+    }
     [(value, headers, key)] = harness.completions()
     assert value == ["rec-1", 7]
     assert key == b"rec-1"
@@ -314,7 +320,13 @@ def test_a_permanent_error_fails_the_attempt_then_a_new_request_completes(harnes
     broken.clear()  # the operator fixed the plan
     [second] = run(runtime, message("bad-plan", 4))
 
-    assert second == {"record_id": "bad-plan", "attempt": 2, "deleted": True, "totals": [30, 3]}
+    assert second == {
+        "record_id": "bad-plan",
+        "attempt": 2,
+        "deleted": True,
+        "totals": [30, 3],
+        "failure": None,
+    }
     assert harness.rows.count_rows(rid) == 0
     assert [value for value, _, _ in harness.completions()] == [["bad-plan", 4]]
 
