@@ -225,8 +225,8 @@ def forget_loggers(workflow: str) -> None:
     cache of every logger in the process. Left alone, memory grows with every record ever
     processed and each new context costs time linear in that number (BENCHMARKS.md, profile).
     Step ids are `<root>.1`, `<root>.2`, ... in order, so the names are enumerable; a durable call
-    that makes no logger under this root (awaiting another workflow's promise, a sleep) leaves a gap, so the walk
-    stops only after `GAP` missing numbers in a row.
+    that makes no logger under this root (awaiting another workflow's promise, a sleep) leaves a
+    gap, so the walk stops only after `_LOGGER_GAP` missing numbers in a row.
     """
     manager = logging.Logger.manager
     prefix = f"resonate:{workflow}:{workflow}"
