@@ -100,7 +100,11 @@ def _parser() -> argparse.ArgumentParser:
         help="verify the schema, the deletion plan, the topics and the Resonate server (as `worker` does)",
     )
 
-    db = sub.add_parser("db", help="database schema (Alembic)")
+    for name, command in sub.choices.items():  # `record-deleter COMMAND --help` says what it does
+        command.description = next(a.help for a in sub._choices_actions if a.dest == name)
+    db = sub.add_parser(
+        "db", help="database schema (Alembic)", description="the project's own schema (Alembic)"
+    )
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="apply migrations up to REVISION (default: head)")
     up.add_argument("revision", nargs="?", default="head")

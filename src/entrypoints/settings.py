@@ -7,8 +7,11 @@ keys in sections [broker], [database], ...; environment variables win over the f
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,12 +55,12 @@ class BrokerSettings(_Concern):
     group: str = "record-deleter"
     partitions: int = Field(default=3, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=32)
-    unavailable_after_seconds: float = Field(default=60.0, gt=0)
+    unavailable_after_seconds: float = Field(default=60.0, gt=0, le=86_400)
     # How long the group waits for a member that stopped heartbeating (a SIGKILLed worker) before
     # its partitions move. librdkafka's 45 s default stalls the group for that long after every
     # crash (RELIABILITY.md, F6); the broker's floor is group.min.session.timeout.ms (6 s).
     session_timeout_seconds: float = Field(default=10.0, ge=1, le=3600)
-    delivery_timeout_seconds: float = Field(default=30.0, gt=0)
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("request_topic", "completion_topic", "failure_topic", "dead_letter_topic", "group")
     @classmethod
@@ -82,7 +85,7 @@ class DatabaseSettings(_Concern):
     url: str | None = Field(default=None, repr=False, description="required by every command but demo")
     deletion_plan: str = DEMO_DELETION_PLAN
     pool_size: int = Field(default=8, ge=1, le=256)
-    seconds_per_row: float = Field(default=0.0, ge=0, description="memory store only: simulated cost")
+    seconds_per_row: float = Field(default=0.0, ge=0, le=60, description="memory store only: simulated cost")
 
     @field_validator("url")
     @classmethod
@@ -161,8 +164,8 @@ class WorkflowSettings(_Concern):
     # this long before it checkpoints: a checkpoint costs two server round trips (~5-15 ms), a
     # 1,000-row batch about 1-4 ms, so a checkpoint per batch spends most of the time on them.
     step_seconds: float = Field(default=0.5, ge=0, le=3600, description="0 = a checkpoint per batch")
-    step_retry_delay: float = Field(default=1.0, ge=0)
-    step_retry_max_delay: float = Field(default=30.0, ge=0)
+    step_retry_delay: float = Field(default=1.0, ge=0, le=3600)
+    step_retry_max_delay: float = Field(default=30.0, ge=0, le=3600)
 
 
 class WorkerSettings(_Concern):
@@ -170,7 +173,7 @@ class WorkerSettings(_Concern):
 
     max_in_flight: int = Field(default=1000, ge=0, le=1_000_000, description="0 = unbounded")
     handoff_concurrency: int = Field(default=8, ge=1, le=256)
-    handoff_retry_seconds: float = Field(default=60.0, gt=0)
+    handoff_retry_seconds: float = Field(default=60.0, gt=0, le=86_400)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics endpoint")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -219,6 +222,8 @@ def load_settings(
             raise SettingsError(
                 f"config file {path} has unknown section(s) {sorted(unknown)}; allowed: {sorted(_CONCERNS)}"
             )
+    for warning in unknown_variables(os.environ):
+        print(f"record-deleter: warning: {warning}", file=sys.stderr)
     values: dict[str, Any] = {}
     for name, model in _CONCERNS.items():
         try:
@@ -246,6 +251,24 @@ def _shown(field: str, value: object) -> str:
         if at and ":" in credentials:
             return repr(f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}")
     return repr(value)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per variable with a settings prefix that names no setting (a typo is otherwise
+    silently ignored), with the closest setting's name when there is one."""
+    known = {
+        f"{model.model_config.get('env_prefix', '')}{field}".upper()
+        for model in _CONCERNS.values()
+        for field in model.model_fields
+    }
+    prefixes = tuple(str(model.model_config.get("env_prefix", "")) for model in _CONCERNS.values())
+    out = []
+    for variable in sorted(environ):
+        if variable.startswith(prefixes) and variable not in known:
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            out.append(f"{variable} is not a setting and is ignored{hint}")
+    return out
 
 
 def _describe(name: str, model: type[_Concern], exc: ValidationError) -> str:

@@ -164,3 +164,23 @@ def test_a_commands_own_settings_win_over_the_environment(monkeypatch: pytest.Mo
 def test_a_bad_override_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="partitions"):
         load_settings(None, {"broker": {"partitions": 0}})
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:
+    from record_deleter.entrypoints.settings import unknown_variables
+
+    warnings = unknown_variables(
+        {"BROKER_BOOTSTRAP_SERVER": "x", "WORKER_MAX_INFLIGHT": "3", "HOME": "/root"}
+    )
+    assert warnings == [
+        "BROKER_BOOTSTRAP_SERVER is not a setting and is ignored; did you mean BROKER_BOOTSTRAP_SERVERS?",
+        "WORKER_MAX_INFLIGHT is not a setting and is ignored; did you mean WORKER_MAX_IN_FLIGHT?",
+    ]
+    assert unknown_variables({"BROKER_BOOTSTRAP_SERVERS": "x", "DATABASE_URL": "memory"}) == []
+
+
+@pytest.mark.parametrize("variable", ["WORKER_HANDOFF_RETRY_SECONDS", "BROKER_UNAVAILABLE_AFTER_SECONDS"])
+def test_an_infinite_wait_is_refused(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "inf")
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
