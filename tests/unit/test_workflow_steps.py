@@ -2,10 +2,11 @@
 
 What matters here is which durable calls the workflow makes, in which order, with which ids, and
 what it publishes: each call costs server round trips, and they are a persisted format (a replay
-must make the same ones). A request joins the record's attempt; the request that opened it runs
-the delete steps itself (a step per batch, or batches per step within a budget); a request that
-joined awaits the opener's workflow through its durable promise (the opener's request key) and
-shares its outcome; every request publishes exactly one answer.
+must make the same ones). A request joins the record's attempt (`join_and_delete`); the request
+that opened it runs the deletion itself: its first batches in that same step, then delete steps
+while rows remain (a step per batch, or batches per step within a budget); a request that joined
+awaits the opener's workflow through its durable promise (the opener's request key) and shares its
+outcome; every request publishes exactly one answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import pytest
 
 from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
-from record_deleter.domain.errors import DeletionPlanInvalid, InvalidRecordId, RecordStoreUnavailable
+from record_deleter.domain.errors import (
+    PERMANENT_ERRORS,
+    DeletionPlanInvalid,
+    DeletionRejected,
+    InvalidRecordId,
+    RecordStoreUnavailable,
+)
 from record_deleter.domain.model import (
     AttemptTotals,
     BatchResult,
@@ -33,6 +40,7 @@ from record_deleter.domain.workflow import (
     WorkflowPorts,
     answer_request,
     delete_batches,
+    join_and_delete,
     request_args,
 )
 from tests import builders
@@ -43,6 +51,9 @@ NAMESPACE = "steps"
 COMPLETIONS, FAILURES = "done", "failed"
 STEP_OPTIONS = {"retry_policy": "from the runtime"}
 PARAMS = WorkflowParams(batch_size=10, pause_seconds=0, step_seconds=60)
+# One batch per step: an opener of a record of several batches is still running its attempt after
+# `join_and_delete` (which deleted the first batch), so another request can join it.
+BATCH_PER_STEP = WorkflowParams(batch_size=10, pause_seconds=0, step_seconds=0)
 
 
 # --- the recording durable context ----------------------------------------------------------------
@@ -278,33 +289,49 @@ class RefusingJoin:
         raise InvalidRecordId("record id is 300 characters long; at most 128 are allowed")
 
 
+def joined(attempt: int, opener: RequestRef, **first_step: Any) -> dict[str, Any]:
+    """What `join_and_delete` returns: the attempt and the key of the request that opened it, and,
+    when this request is that opener, what its first batches did (or the error they met)."""
+    return {"attempt": attempt, "opened_by": opener.key(NAMESPACE), **first_step}
+
+
 TRANSIENT = RecordStoreUnavailable("database unavailable: connection reset")
 PERMANENT = DeletionPlanInvalid("deletion plan names table 'nope', which does not exist")
-OPENS = ["join_attempt", "delete_batches", "publish_answer"]
+ONE_STEP = ["join_and_delete", "publish_answer"]  # an opener whose whole deletion fit its first step
+# an opener of 30 rows at BATCH_PER_STEP: the first batch in the join's step, then one step per batch
+THREE_STEPS = ["join_and_delete", "delete_batches", "delete_batches", "publish_answer"]
 
 
 # --- the opener: how it spends its checkpoints ----------------------------------------------------
 
 
 def test_without_a_pause_one_step_deletes_every_batch_within_its_budget() -> None:
-    run = Promises(store_with(95)).start(request(1), params=WorkflowParams(10, 0, 60))
+    """A record that fits the budget costs one step: the join's own, which closes the attempt."""
+    store = store_with(95)
+    run = Promises(store).start(request(1), params=WorkflowParams(10, 0, 60))
+    first = joined(1, request(1), deleted=95, batches=10, more=False, totals=[95, 10])
+    assert run.until("join_and_delete") == first
+    [attempt] = store.attempts(RecordId("r"))
+    assert (attempt.state, attempt.totals) == ("done", AttemptTotals(95, 10))
     assert run.finish() == completed(1, [95, 10])
-    assert run.calls == ["join_attempt", "delete_batches", "publish_answer"]
+    assert run.calls == ONE_STEP
 
 
 def test_a_zero_budget_checkpoints_every_batch() -> None:
-    run = Promises(store_with(95)).start(request(1), params=WorkflowParams(10, 0, 0))
+    run = Promises(store_with(95)).start(request(1), params=BATCH_PER_STEP)
+    assert run.until("join_and_delete") == joined(1, request(1), deleted=10, batches=1, more=True)
     assert run.finish() == completed(1, [95, 10])
-    assert run.calls == ["join_attempt", *["delete_batches"] * 10, "publish_answer"]
+    assert run.calls == ["join_and_delete", *["delete_batches"] * 9, "publish_answer"]
 
 
 def test_with_a_pause_every_batch_is_its_own_step_followed_by_a_durable_sleep() -> None:
-    """A pause zeroes the step budget, whatever `step_seconds` says; no sleep after the last batch."""
+    """A pause zeroes the step budget, whatever `step_seconds` says (the join's step included); no
+    sleep after the last batch."""
     run = Promises(store_with(25)).start(request(1), params=WorkflowParams(10, 1.5, 60))
+    assert run.until("join_and_delete") == joined(1, request(1), deleted=10, batches=1, more=True)
     assert run.finish() == completed(1, [25, 3])
     assert run.calls == [
-        "join_attempt",
-        "delete_batches",
+        "join_and_delete",
         "sleep",
         "delete_batches",
         "sleep",
@@ -316,8 +343,8 @@ def test_with_a_pause_every_batch_is_its_own_step_followed_by_a_durable_sleep() 
 
 def test_the_batch_that_finds_nothing_left_closes_the_attempt() -> None:
     store = store_with(20)
-    run = Promises(store).start(request(1), params=WorkflowParams(10, 0, 0))
-    assert run.until("delete_batches") == {"deleted": 10, "batches": 1, "more": True}
+    run = Promises(store).start(request(1), params=BATCH_PER_STEP)
+    assert run.until("join_and_delete") == joined(1, request(1), deleted=10, batches=1, more=True)
     [attempt] = store.attempts(RecordId("r"))
     assert (attempt.state, attempt.finished_at) == ("running", None)
 
@@ -326,14 +353,17 @@ def test_the_batch_that_finds_nothing_left_closes_the_attempt() -> None:
     assert (attempt.state, attempt.totals) == ("done", AttemptTotals(20, 2))
     assert attempt.finished_at is not None
     assert run.finish() == completed(1, [20, 2])
-    assert run.calls == ["join_attempt", "delete_batches", "delete_batches", "publish_answer"]
+    assert run.calls == ["join_and_delete", "delete_batches", "publish_answer"]
 
 
 def test_a_record_without_rows_is_one_empty_batch_and_a_completion() -> None:
     promises = Promises(InMemoryRecordStore())
     run = promises.start(request(1))
+    assert run.until("join_and_delete") == joined(
+        1, request(1), deleted=0, batches=1, more=False, totals=[0, 1]
+    )
     assert run.finish() == completed(1, [0, 1])
-    assert run.calls == OPENS
+    assert run.calls == ONE_STEP
     assert [topic for topic, _, _ in promises.answers()] == [COMPLETIONS]
 
 
@@ -361,14 +391,41 @@ def test_a_failure_on_a_steps_first_batch_is_raised_for_the_retry_policy() -> No
     ]
 
 
+def test_a_transient_failure_on_the_openers_first_batch_is_raised_and_the_retry_joins_again() -> None:
+    """The join's step raises a transient error its first batch met (the retry policy re-runs the
+    step without limit): the join it made is kept, so the re-run finds the same attempt by the
+    request's key, is its opener again, and deletes; the request is registered once."""
+    inner = store_with(50)
+    promises = Promises(FailingOnCall(inner, 1, error=TRANSIENT))
+    ctx = RecordingContext(promises)
+    ref = request(1)
+    args = (*request_args(RecordId("r"), ref, PARAMS)[:6], PARAMS.batch_size, PARAMS.step_budget)
+
+    with pytest.raises(RecordStoreUnavailable):
+        join_and_delete(ctx, *args)
+    assert [f["error"] for f in promises.events.named("store_error")] == [
+        "RecordStoreUnavailable: database unavailable: connection reset"
+    ]
+    [attempt] = inner.attempts(RecordId("r"))
+    assert (attempt.state, attempt.requests, attempt.totals) == ("running", 1, AttemptTotals(0, 0))
+    assert inner.count_rows(RecordId("r")) == 50
+
+    assert join_and_delete(ctx, *args) == joined(1, ref, deleted=50, batches=5, more=False, totals=[50, 5])
+    [attempt] = inner.attempts(RecordId("r"))
+    assert (attempt.state, attempt.requests, attempt.totals) == ("done", 1, AttemptTotals(50, 5))
+    assert [f["attempt"] for f in promises.events.named("joined")] == [1, 1]
+
+
 def test_a_step_cut_short_is_checkpointed_and_the_next_step_goes_on() -> None:
-    """The step keeps (returns, so the runtime checkpoints) the batches it did before the error;
-    the attempt goes on with a new step, and the totals come from the audit trail."""
+    """The step keeps (returns, so the runtime checkpoints) the batches it did before the error —
+    here the join's own step; the attempt goes on with a new step, and the totals come from the
+    audit trail."""
     store = FailingOnCall(store_with(50), 3, error=TRANSIENT)
     run = Promises(store).start(request(1))
-    assert run.until("delete_batches") == {"deleted": 20, "batches": 2, "more": True}
+    assert run.until("join_and_delete") == joined(1, request(1), deleted=20, batches=2, more=True)
+    assert run.until("delete_batches") == {"deleted": 30, "batches": 3, "more": False, "totals": [50, 5]}
     assert run.finish() == completed(1, [50, 5])
-    assert run.calls == ["join_attempt", "delete_batches", "delete_batches", "publish_answer"]
+    assert run.calls == ["join_and_delete", "delete_batches", "publish_answer"]
 
 
 def test_a_permanent_error_closes_the_attempt_as_failed_with_what_it_deleted() -> None:
@@ -378,8 +435,9 @@ def test_a_permanent_error_closes_the_attempt_as_failed_with_what_it_deleted() -
 
     result = run.finish()
 
-    # step 1 kept its 2 batches; step 2 failed on its first batch: the attempt is closed as failed
-    assert run.calls == ["join_attempt", "delete_batches", "delete_batches", "fail_attempt", "publish_answer"]
+    # the join's step kept its 2 batches; the next step failed on its first batch: the attempt is
+    # closed as failed
+    assert run.calls == ["join_and_delete", "delete_batches", "fail_attempt", "publish_answer"]
     reason = result["failure"]
     assert reason.startswith("DeletionPlanInvalid: ")
     assert "'nope'" in reason
@@ -401,6 +459,49 @@ def test_a_permanent_error_closes_the_attempt_as_failed_with_what_it_deleted() -
     assert (headers["rows-deleted"], headers["batches"], headers["attempt"]) == (b"20", b"2", b"1")
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        PERMANENT,
+        DeletionRejected("delete refused by a foreign key constraint"),
+        InvalidRecordId("record id is not valid for this plan"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_permanent_error_on_the_openers_first_batch_fails_the_attempt(error: Exception) -> None:
+    """Met inside `join_and_delete`, a permanent error does not fail the step (that would lose the
+    join): the step returns it, and the workflow closes the attempt as failed and answers so."""
+    assert isinstance(error, PERMANENT_ERRORS)
+    inner = store_with(50)
+    promises = Promises(FailingOnCall(inner, 1, error=error))
+    run = promises.start(request(4))
+
+    first = run.until("join_and_delete")
+    result = run.finish()
+
+    reason = result["failure"]
+    assert reason == f"{type(error).__name__}: {error}"
+    assert first == joined(1, request(4), error=reason)
+    assert run.calls == ["join_and_delete", "fail_attempt", "publish_answer"]
+    assert result == {"record_id": "r", "attempt": 1, "deleted": False, "totals": [0, 0], "failure": reason}
+    [attempt] = inner.attempts(RecordId("r"))
+    assert (attempt.state, attempt.reason, attempt.totals) == ("failed", reason, AttemptTotals(0, 0))
+    assert (attempt.requests, inner.count_rows(RecordId("r"))) == (1, 50)
+    assert [f["error"] for f in promises.events.named("store_error")] == [reason]
+    assert promises.events.named("attempt_failed") == [{"record_id": "r", "attempt": 1, "error": reason}]
+    [(topic, value, headers)] = promises.answers()
+    assert topic == FAILURES
+    assert value == {
+        "record_id": "r",
+        "offset": 4,
+        "error": reason,
+        "rows_deleted": 0,
+        "batches": 0,
+        "attempt": 1,
+    }
+    assert (headers["rows-deleted"], headers["batches"], headers["attempt"]) == (b"0", b"0", b"1")
+
+
 # --- one request, one answer: the opener and the joiners ------------------------------------------
 
 
@@ -409,10 +510,13 @@ def test_the_opener_joins_deletes_itself_and_answers_once_without_a_promise() ->
     ref = request(7, (("traceparent", b"00-abc-01"),))
     run = promises.start(ref)
 
-    assert run.until("join_attempt") == [1, ref.key(NAMESPACE)], "the request opened attempt 1"
+    first = run.until("join_and_delete")
+    assert first == joined(1, ref, deleted=25, batches=3, more=False, totals=[25, 3]), (
+        "the request opened attempt 1 and deleted the record in the join's step"
+    )
     result = run.finish()
 
-    assert run.calls == ["join_attempt", "delete_batches", "publish_answer"]
+    assert run.calls == ONE_STEP
     assert run.ctx.promised == []
     assert result == completed(1, [25, 3])
     [(topic, value, headers)] = promises.answers()
@@ -425,21 +529,23 @@ def test_the_opener_joins_deletes_itself_and_answers_once_without_a_promise() ->
 def test_a_joiner_awaits_the_openers_workflow_and_answers_with_its_totals() -> None:
     store = store_with(30)
     promises = Promises(store)
-    opener = promises.start(request(1))
+    opener = promises.start(request(1), params=BATCH_PER_STEP)
     opener_key = request(1).key(NAMESPACE)
-    opener.until("join_attempt")  # attempt 1 runs; the opener is suspended before its first delete
+    # attempt 1 runs; the opener deleted its first batch and is suspended before its next step
+    assert opener.until("join_and_delete") == joined(1, request(1), deleted=10, batches=1, more=True)
 
     joiner = promises.start(request(2))
-    assert joiner.until("join_attempt") == [1, opener_key]
+    assert joiner.until("join_and_delete") == joined(1, request(1)), "a joiner deletes nothing"
+    assert store.count_rows(RecordId("r")) == 20
     [attempt] = store.attempts(RecordId("r"))
     assert (attempt.state, attempt.requests) == ("running", 2)
     result = joiner.finish()
 
-    assert joiner.calls == ["join_attempt", f"promise {opener_key}", "await", "publish_answer"]
+    assert joiner.calls == ["join_and_delete", f"promise {opener_key}", "await", "publish_answer"]
     assert joiner.ctx.promised == [Promise(opener_key, opener_key)]
     assert result == completed(1, [30, 3])
     assert opener.done, "awaiting the promise ran the opener's workflow to its end"
-    assert opener.calls == OPENS
+    assert opener.calls == THREE_STEPS
     assert opener.result == completed(1, [30, 3])
     assert store.batches_done(RecordId("r")) == 3, "one deletion for both requests"
     assert [(value, headers["attempt"]) for _, value, headers in promises.answers()] == [
@@ -449,35 +555,43 @@ def test_a_joiner_awaits_the_openers_workflow_and_answers_with_its_totals() -> N
 
 
 def test_every_joiner_awaits_the_one_opener_which_runs_once() -> None:
-    promises = Promises(store_with(30))
-    opener = promises.start(request(1))
-    opener.until("join_attempt")
+    store = store_with(30)
+    promises = Promises(store)
+    opener = promises.start(request(1), params=BATCH_PER_STEP)
+    opener.until("join_and_delete")
     joiners = [promises.start(request(offset)) for offset in (2, 3)]
     for joiner in joiners:
-        joiner.until("join_attempt")
+        assert joiner.until("join_and_delete") == joined(1, request(1))
 
     results = [joiner.finish() for joiner in joiners]
     assert opener.finish() == completed(1, [30, 3])
 
     assert results == [completed(1, [30, 3])] * 2
-    assert opener.calls == OPENS
+    assert opener.calls == THREE_STEPS
+    assert store.batches_done(RecordId("r")) == 3
     assert [value for _, value, _ in promises.answers()] == [["r", 1], ["r", 2], ["r", 3]]
 
 
 def test_a_joiner_of_a_failed_attempt_answers_with_the_failure() -> None:
+    """The attempt fails after the joiner joined: the opener's next step meets a permanent error."""
     inner = store_with(30)
-    promises = Promises(FailingOnCall(inner, 1, error=PERMANENT))
-    opener = promises.start(request(1))
-    opener.until("join_attempt")
+    promises = Promises(FailingOnCall(inner, 2, error=PERMANENT))
+    opener = promises.start(request(1), params=BATCH_PER_STEP)
+    assert opener.until("join_and_delete") == joined(1, request(1), deleted=10, batches=1, more=True)
     joiner = promises.start(request(2))
 
     result = joiner.finish()
 
-    assert joiner.calls == ["join_attempt", f"promise {request(1).key(NAMESPACE)}", "await", "publish_answer"]
-    assert opener.calls == ["join_attempt", "delete_batches", "fail_attempt", "publish_answer"]
+    assert joiner.calls == [
+        "join_and_delete",
+        f"promise {request(1).key(NAMESPACE)}",
+        "await",
+        "publish_answer",
+    ]
+    assert opener.calls == ["join_and_delete", "delete_batches", "fail_attempt", "publish_answer"]
     reason = opener.result["failure"]
     assert reason.startswith("DeletionPlanInvalid: ")
-    assert result == {"record_id": "r", "attempt": 1, "deleted": False, "totals": [0, 0], "failure": reason}
+    assert result == {"record_id": "r", "attempt": 1, "deleted": False, "totals": [10, 1], "failure": reason}
     assert [(topic, value["offset"], value["error"]) for topic, value, _ in promises.answers()] == [
         (FAILURES, 1, reason),
         (FAILURES, 2, reason),
@@ -496,7 +610,12 @@ def test_a_joiner_takes_the_outcome_of_an_opener_that_ran_elsewhere() -> None:
     joiner = promises.start(request(2))
 
     assert joiner.finish() == completed(1, [30, 4])
-    assert joiner.calls == ["join_attempt", f"promise {elsewhere.key(NAMESPACE)}", "await", "publish_answer"]
+    assert joiner.calls == [
+        "join_and_delete",
+        f"promise {elsewhere.key(NAMESPACE)}",
+        "await",
+        "publish_answer",
+    ]
     assert store.count_rows(RecordId("r")) == 30, "the joiner deletes nothing itself"
     [(topic, _, headers)] = promises.answers()
     assert (topic, headers["rows-deleted"], headers["batches"]) == (COMPLETIONS, b"30", b"4")
@@ -528,7 +647,7 @@ def test_a_request_that_cannot_join_an_attempt_still_gets_its_one_answer() -> No
 
     result = run.finish()
 
-    assert run.calls == ["join_attempt", "publish_answer"], "no attempt is run or awaited"
+    assert run.calls == ["join_and_delete", "publish_answer"], "no attempt is run, failed or awaited"
     assert result["failure"].startswith("InvalidRecordId: ")
     assert result == {
         "record_id": "r",
@@ -551,9 +670,12 @@ def test_a_request_after_the_attempt_finished_opens_the_next_attempt() -> None:
 
     second = promises.start(request(2))
 
-    assert second.until("join_attempt") == [2, request(2).key(NAMESPACE)], "it opened attempt 2"
+    first = second.until("join_and_delete")
+    assert first == joined(2, request(2), deleted=5, batches=1, more=False, totals=[5, 1]), (
+        "it opened attempt 2"
+    )
     assert second.finish() == completed(2, [5, 1])
-    assert second.calls == OPENS, "it runs attempt 2 itself"
+    assert second.calls == ONE_STEP, "it runs attempt 2 itself"
     assert [(a.state, a.totals) for a in store.attempts(RecordId("r"))] == [
         ("done", AttemptTotals(30, 3)),
         ("done", AttemptTotals(5, 1)),
@@ -563,33 +685,40 @@ def test_a_request_after_the_attempt_finished_opens_the_next_attempt() -> None:
 def test_replaying_the_join_gives_the_same_attempt() -> None:
     """A replay (a crash before the join's checkpoint) re-runs the join with the same request key:
     same attempt, counted once, and the same opener — so the opener's replay runs the attempt
-    itself again instead of awaiting its own promise, and a joiner's replay awaits the same one."""
-    store = store_with(30)
+    itself again (its batches go on from the rows left) instead of awaiting its own promise, and a
+    joiner's replay awaits the same one, deleting nothing."""
+    store = store_with(50)
     promises = Promises(store)
-    opener, joiner = promises.start(request(1)), promises.start(request(2))
-    first_join = opener.until("join_attempt")
-    joiner_join = joiner.until("join_attempt")
+    opener = promises.start(request(1), params=BATCH_PER_STEP)
+    joiner = promises.start(request(2), params=BATCH_PER_STEP)
+    assert opener.until("join_and_delete") == joined(1, request(1), deleted=10, batches=1, more=True)
+    assert joiner.until("join_and_delete") == joined(1, request(1))
 
-    assert promises.replay(opener).until("join_attempt") == first_join == [1, request(1).key(NAMESPACE)]
-    assert promises.replay(joiner).until("join_attempt") == joiner_join == [1, request(1).key(NAMESPACE)]
+    assert promises.replay(opener).until("join_and_delete") == joined(
+        1, request(1), deleted=10, batches=1, more=True
+    )
+    assert store.count_rows(RecordId("r")) == 30, "the replay deleted the next batch, not the same one"
+    assert promises.replay(joiner).until("join_and_delete") == joined(1, request(1))
+    assert store.count_rows(RecordId("r")) == 30
     [attempt] = store.attempts(RecordId("r"))
     assert (attempt.state, attempt.requests) == ("running", 2), "each request is counted once"
 
     replayed = promises.replay(opener)
-    assert replayed.finish() == completed(1, [30, 3])
-    assert replayed.calls == OPENS
+    assert replayed.finish() == completed(1, [50, 5])
+    assert replayed.calls == ["join_and_delete", "delete_batches", "delete_batches", "publish_answer"]
+    assert replayed.ctx.promised == []
 
 
 def test_request_headers_survive_the_stored_arguments_byte_for_byte() -> None:
     """Header values travel as text in the JSON-stored arguments; every byte value comes back,
     in the opener's answer and in a joiner's."""
     raw = bytes(range(256))
-    promises = Promises(store_with(5))
-    opener = promises.start(request(0, (("binary", raw),)))
-    opener.until("join_attempt")
+    promises = Promises(store_with(25))
+    opener = promises.start(request(0, (("binary", raw),)), params=BATCH_PER_STEP)
+    opener.until("join_and_delete")
     joiner = promises.start(request(1, (("binary", raw[::-1]),)))
     assert isinstance(joiner.stored[5][0][1], str), "stored as text"
 
-    joiner.finish()
+    assert joiner.finish() == completed(1, [25, 3]), "the joiner joined the opener's attempt"
 
     assert [headers["binary"] for _, _, headers in promises.answers()] == [raw, raw[::-1]]
