@@ -24,13 +24,7 @@ from resonate.errors import ResonateStoreError
 from resonate.message_sources import Poller
 from resonate.retry_policies import Constant, Exponential
 
-from ..domain.errors import (
-    DeletionPlanInvalid,
-    DeletionRejected,
-    HandOffUnavailable,
-    InvalidRecordId,
-    RuntimeStopped,
-)
+from ..domain.errors import PERMANENT_ERRORS, HandOffUnavailable, RuntimeStopped
 from ..domain.events import Events
 from ..domain.model import InboundMessage, RecordId, WorkflowParams
 from ..domain.ports import CompletionPublisher, RecordStore, WorkflowStarter
@@ -43,9 +37,6 @@ from .resonate_sdk_patches import (
     observe_creation,
     sdk_shut_down,
 )
-
-# Retrying cannot fix these: the attempt fails at once (and says why).
-PERMANENT_ERRORS = (DeletionPlanInvalid, DeletionRejected, InvalidRecordId)
 
 
 @dataclass(frozen=True, slots=True)

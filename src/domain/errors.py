@@ -48,3 +48,7 @@ class MessageTooLarge(BrokerUnavailable):
 
 class RuntimeStopped(DomainError):
     """The durable runtime stopped itself (e.g. after a store error); this process must exit."""
+
+
+# Retrying cannot fix these: an attempt that meets one fails at once (and says why).
+PERMANENT_ERRORS: tuple[type[DomainError], ...] = (DeletionPlanInvalid, DeletionRejected, InvalidRecordId)

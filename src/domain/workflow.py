@@ -29,7 +29,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import DomainError
+from .errors import PERMANENT_ERRORS, DomainError
 from .events import Events
 from .model import Answer, AttemptTotals, RecordId, RequestRef, WorkflowParams
 from .ports import CompletionPublisher, RecordStore
@@ -103,7 +103,7 @@ def describe_failure(exc: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------ steps
-def join_attempt(
+def join_and_delete(
     ctx: DurableContext,
     record_id: str,
     topic: str,
@@ -111,14 +111,29 @@ def join_attempt(
     offset: int,
     timestamp: int | None,
     headers: list[list[str]],
-) -> list[Any]:
-    """Step: register the request with the record's running attempt, or open the next one;
-    returns [attempt, key of the request that opened it]."""
+    batch_size: int,
+    budget_seconds: float,
+) -> dict[str, Any]:
+    """Step: register the request with the record's running attempt, or open the next one.
+
+    The request that opens the attempt goes straight on to delete its first batches in this same
+    step (a checkpoint fewer per record: for a small record the whole deletion). Returns
+    {"attempt", "opened_by"} and, for the opener, what `delete_batches` returns, or {"error":
+    reason} when its first batch met a permanent error. Re-running it is harmless: the join is
+    idempotent by the request's key, and so are the batches.
+    """
     p = ports(ctx)
     request = _request(topic, partition, offset, timestamp, headers)
-    joined = p.store.join_attempt(RecordId(record_id), request, request.key(p.namespace))
+    key = request.key(p.namespace)
+    joined = p.store.join_attempt(RecordId(record_id), request, key)
     p.events.emit("joined", record_id=record_id, partition=partition, offset=offset, attempt=joined.number)
-    return [joined.number, joined.opened_by]
+    out: dict[str, Any] = {"attempt": joined.number, "opened_by": joined.opened_by}
+    if joined.opened_by != key:
+        return out
+    try:
+        return out | _delete(p, record_id, joined.number, batch_size, budget_seconds)
+    except PERMANENT_ERRORS as exc:
+        return out | {"error": describe_failure(exc)}
 
 
 def delete_batches(
@@ -132,7 +147,12 @@ def delete_batches(
     checkpoint over many batches; 0 means one batch per step. The batch that finds nothing left
     closes the attempt and brings its totals back.
     """
-    p = ports(ctx)
+    return _delete(ports(ctx), record_id, attempt, batch_size, budget_seconds)
+
+
+def _delete(
+    p: WorkflowPorts, record_id: str, attempt: int, batch_size: int, budget_seconds: float
+) -> dict[str, Any]:
     store, events = p.store, p.events
     rid = RecordId(record_id)
     deadline = time.monotonic() + budget_seconds
@@ -219,12 +239,15 @@ def answer_request(
     options = p.step_options
     request: list[Any] = [topic, partition, offset, timestamp, headers]
     own_key = _request(topic, partition, offset, timestamp, headers).key(p.namespace)
+    params = WorkflowParams(batch_size, pause_seconds, step_seconds)
     attempt, failure, totals = 0, None, [0, 0]
     try:
-        attempt, opened_by = yield ctx.run(join_attempt, record_id, *request).options(**options)
+        first = yield ctx.run(
+            join_and_delete, record_id, *request, params.batch_size, params.step_budget
+        ).options(**options)
+        attempt, opened_by = first["attempt"], first["opened_by"]
         if opened_by == own_key:
-            params = WorkflowParams(batch_size, pause_seconds, step_seconds)
-            totals, failure = yield from _run_attempt(ctx, p, record_id, attempt, params)
+            totals, failure = yield from _run_attempt(ctx, p, record_id, attempt, params, first)
         else:
             # A deletion under way: share its outcome instead of running a second one.
             opener = yield ctx.promise(id=opened_by, idempotency_key=opened_by)
@@ -243,25 +266,32 @@ def answer_request(
 
 
 def _run_attempt(
-    ctx: DurableContext, p: WorkflowPorts, record_id: str, attempt: int, params: WorkflowParams
+    ctx: DurableContext,
+    p: WorkflowPorts,
+    record_id: str,
+    attempt: int,
+    params: WorkflowParams,
+    first: dict[str, Any],
 ) -> Generator[Any, Any, tuple[list[int], str | None]]:
-    """The deletion of one attempt: delete steps while rows remain, pausing durably between them.
-    Every yield is a checkpoint: on replay completed steps return their results.
+    """The rest of one attempt's deletion after its first step (`join_and_delete`): more delete
+    steps while rows remain, pausing durably between them. Every yield is a checkpoint: on replay
+    completed steps return their results.
 
     Transient errors retry inside their step without limit; a permanent one closes the attempt as
     failed, and the reason is every waiting request's answer. Returns (totals, failure).
     """
-    try:
-        while True:
-            result = yield ctx.run(
-                delete_batches, record_id, attempt, params.batch_size, params.step_budget
-            ).options(**p.step_options)
-            if not result["more"]:
-                return list(result["totals"]), None
-            if params.pause_seconds > 0:
-                yield ctx.sleep(params.pause_seconds)
-    except Exception as exc:
-        reason = describe_failure(exc)
-        p.events.emit("attempt_failed", record_id=record_id, attempt=attempt, error=reason)
-        totals = yield ctx.run(fail_attempt, record_id, attempt, reason).options(**p.step_options)
-        return list(totals), reason
+    result, reason = first, first.get("error")
+    if reason is None:
+        try:
+            while result["more"]:
+                if params.pause_seconds > 0:
+                    yield ctx.sleep(params.pause_seconds)
+                result = yield ctx.run(
+                    delete_batches, record_id, attempt, params.batch_size, params.step_budget
+                ).options(**p.step_options)
+            return list(result["totals"]), None
+        except Exception as exc:
+            reason = describe_failure(exc)
+    p.events.emit("attempt_failed", record_id=record_id, attempt=attempt, error=reason)
+    totals = yield ctx.run(fail_attempt, record_id, attempt, reason).options(**p.step_options)
+    return list(totals), reason
