@@ -10,7 +10,7 @@ import json
 
 from sqlalchemy import Connection, Row, Subquery, and_, func, insert, select, update
 
-from ..domain.model import AttemptRecord, AttemptTotals, JoinedAttempt, RecordId, RequestRef
+from ..domain.model import AttemptRecord, AttemptTotals, JoinedAttempt, RecordId, RequestRef, headers_as_text
 from .sql_schema import deletion_attempts, deletion_audit, deletion_requests
 
 
@@ -54,7 +54,7 @@ def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key
             partition=request.partition,
             offset=request.offset,
             message_timestamp=request.timestamp,
-            headers=json.dumps([[k, v.decode("latin-1")] for k, v in request.headers]),
+            headers=json.dumps(headers_as_text(request.headers)),
         )
     )
     return JoinedAttempt(running, opened_by)

@@ -45,6 +45,17 @@ class RecordId:
         return self.value
 
 
+def headers_as_text(headers: tuple[tuple[str, bytes], ...]) -> list[list[str]]:
+    """Headers as JSON-friendly text pairs: values as latin-1, a lossless bytes-to-text mapping
+    (how they are stored with a workflow's arguments and in the ledger)."""
+    return [[k, v.decode("latin-1")] for k, v in headers]
+
+
+def headers_from_text(pairs: list[list[str]]) -> tuple[tuple[str, bytes], ...]:
+    """The inverse of `headers_as_text`."""
+    return tuple((k, v.encode("latin-1")) for k, v in pairs)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRef:
     """Where a request came from: the coordinates that make it distinct, and its own headers.

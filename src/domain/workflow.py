@@ -31,7 +31,15 @@ from typing import Any, Protocol
 
 from .errors import PERMANENT_ERRORS, DomainError
 from .events import Events
-from .model import Answer, AttemptTotals, RecordId, RequestRef, WorkflowParams
+from .model import (
+    Answer,
+    AttemptTotals,
+    RecordId,
+    RequestRef,
+    WorkflowParams,
+    headers_as_text,
+    headers_from_text,
+)
 from .ports import CompletionPublisher, RecordStore
 
 REQUEST_WORKFLOW = "answer_deletion_request"
@@ -78,16 +86,14 @@ def ports(ctx: DurableContext) -> WorkflowPorts:
 def request_args(record_id: RecordId, request: RequestRef, params: WorkflowParams) -> tuple[Any, ...]:
     """The arguments `answer_request` is started with, in order (a persisted format, see above).
 
-    Header values travel as latin-1 text (a lossless bytes-to-text mapping) inside the JSON the
-    runtime stores."""
-    headers = [[k, v.decode("latin-1")] for k, v in request.headers]
+    Header values travel as text (`headers_as_text`) inside the JSON the runtime stores."""
     return (
         record_id.value,
         request.topic,
         request.partition,
         request.offset,
         request.timestamp,
-        headers,
+        headers_as_text(request.headers),
         params.batch_size,
         params.pause_seconds,
         params.step_seconds,
@@ -214,9 +220,7 @@ def publish_answer(
 def _request(
     topic: str, partition: int, offset: int, timestamp: int | None, headers: list[list[str]]
 ) -> RequestRef:
-    return RequestRef(
-        topic, partition, offset, timestamp, tuple((k, v.encode("latin-1")) for k, v in headers)
-    )
+    return RequestRef(topic, partition, offset, timestamp, headers_from_text(headers))
 
 
 # -------------------------------------------------------------------------------- workflows

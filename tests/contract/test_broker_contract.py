@@ -61,7 +61,7 @@ class MemoryBroker:
 class KafkaBroker:
     def __init__(self) -> None:
         from record_deleter.adapters.kafka import KafkaClientConfig, KafkaTopicWriter
-        from tests.support import kafka_bootstrap
+        from tests.harness import kafka_bootstrap
 
         self.bootstrap = kafka_bootstrap()
         self.client = KafkaClientConfig(self.bootstrap)
@@ -69,7 +69,7 @@ class KafkaBroker:
         self.reader = KafkaTopicReader(self.bootstrap)
 
     def create(self, *topics: str) -> None:
-        from tests.support import create_topics
+        from tests.harness import create_topics
 
         create_topics(self.bootstrap, dict.fromkeys(topics, 1))
 
