@@ -4,9 +4,12 @@ Configured like the worker (BROKER_BOOTSTRAP_SERVERS, BROKER_REQUEST_TOPIC, BROK
 BROKER_GROUP, DATABASE_URL, WORKFLOW_BATCH_SIZE). It polls a request, deletes the record's rows
 batch by batch with the statements the worker's SQL store runs (a batched DELETE per plan table,
 the "rows left?" probe, an audit row, one transaction per batch), publishes the completion
-(`[id, offset]`) and waits for the broker's acknowledgement, then polls the next one. No workflow,
-no concurrency, no durability: a crash loses the record's progress. It emits the worker's
-`completion_published` event as a JSON line, so the harness reads it like a worker.
+(`[id, offset]`) and waits for the broker's acknowledgement, then commits the request's offset
+(synchronously; no auto-commit) and polls the next one. At least once, like the worker: a crash
+before the commit redoes the record from its first batch on restart (the deletes find nothing
+left, the audit gets a row per batch again, the completion may be published twice). No workflow,
+no concurrency, no durable progress. It emits the worker's `completion_published` event as a
+JSON line, so the harness reads it like a worker.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import os
 import sys
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from sqlalchemy import create_engine, text
 
 PLAN = (("record_rows", "record_id"), ("records", "id"))  # the sample tables, children first
@@ -41,7 +44,7 @@ def main() -> None:
             "bootstrap.servers": env["BROKER_BOOTSTRAP_SERVERS"],
             "group.id": env["BROKER_GROUP"],
             "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
+            "enable.auto.commit": False,
         }
     )
     consumer.subscribe([env["BROKER_REQUEST_TOPIC"]])
@@ -64,10 +67,17 @@ def main() -> None:
                 conn.execute(audit, {"key": key, "rows": batch - budget})
             rows, batches = rows + batch - budget, batches + 1
         offset = msg.offset() or 0
+        errors: list[KafkaError | None] = []
         producer.produce(
-            env["BROKER_COMPLETION_TOPIC"], value=json.dumps([key, offset]).encode(), key=key.encode()
+            env["BROKER_COMPLETION_TOPIC"],
+            value=json.dumps([key, offset]).encode(),
+            key=key.encode(),
+            on_delivery=lambda err, _msg: errors.append(err),  # noqa: B023 (served by flush below)
         )
         producer.flush(30)
+        if not errors or errors[0] is not None:
+            raise RuntimeError(f"completion of {key} not acknowledged: {errors[0] if errors else 'timeout'}")
+        consumer.commit(message=msg, asynchronous=False)
         event = {
             "event": "completion_published",
             "record_id": key,
