@@ -3,26 +3,46 @@
 A *subject* consumes the requests of `Run.topics.request` in consumer group `Run.group` and
 publishes one completion per record to `Run.topics.completion` (value `[id, offset]`). Every
 subject is measured the same way: the harness waits until its group holds every partition,
-produces N requests, and reads the completion topic until every record has one. End to end =
-N / (last completion's timestamp - start of producing). A subject that emits `handed_off` events
-(the worker) also gets a hand-off rate: N / (its N-th `handed_off` event - start of producing).
+produces N requests, and reads the completion topic until every record has one. Two end-to-end
+figures, both from the start of producing:
 
-Adding a subject (the DBOS worker of a later issue): a `Subject` in SUBJECTS with its command and
-environment; the mode's `subjects` in run.py names it; the report gives it a row and a ratio.
+* durably finished (the main one): N / (the moment the subject's own durable store says all N
+  workflows are finished). `Subject.finished(run, n)` counts them; the harness polls it every
+  50 ms once the N completions are in, so the moment is late by at most a poll (plus the query).
+  The worker: resolved root promises (`rd:req:...`) on the run's Resonate server; DBOS:
+  `workflow_status` rows with status SUCCESS in its system database. A subject without a durable
+  store (the naive consumer) has no hook: its work is finished when its last completion is out.
+* last completion: N / (last completion's timestamp - start of producing).
+
+A subject that emits `handed_off` events (the worker) also gets a hand-off rate: N / (its N-th
+`handed_off` event - start of producing).
+
+Adding a subject: a `Subject` in SUBJECTS with its command, environment, optional interpreter
+(a virtual environment of its own) and `finished` hook; the mode's `subjects` in run.py names it;
+the report gives it a row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import re
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 from tests.harness import (
+    ROOT,
     WORKER_COMMAND,
     CpuMeter,
     Process,
@@ -51,6 +71,7 @@ class Run:
     logdir: Path
     resonate: ResonateServer | None = None  # a fresh server of this run, for durable subjects
     settings: tuple[tuple[str, str], ...] = ()  # extra WORKER_/WORKFLOW_ settings (the worker's)
+    system_db: str | None = None  # an empty PostgreSQL database of this run, for subjects that ask
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,10 @@ class Subject:
     env: Callable[[Run], dict[str, str]]
     processes: int = 1
     durable: bool = False  # gets a Resonate server of its own per run
+    interpreter: Path | None = None  # a python of its own (default: the harness's)
+    system_db: bool = False  # gets an empty PostgreSQL database of its own per run (Run.system_db)
+    # how many of the run's n workflows its durable store has finished; None: nothing durable
+    finished: Callable[[Run, int], int] | None = None
 
 
 def worker_env(run: Run) -> dict[str, str]:
@@ -94,17 +119,128 @@ def naive_env(run: Run) -> dict[str, str]:
     )
 
 
+def dbos_env(run: Run) -> dict[str, str]:
+    """benchmarks/dbos_worker.py: the worker's settings where they apply, its system database, and
+    its queue polled every 0.1 s (DBOS's default 1 s would add up to a second per record)."""
+    assert run.system_db is not None
+    return cli_env(
+        BROKER_BOOTSTRAP_SERVERS=run.bootstrap,
+        BROKER_GROUP=run.group,
+        DATABASE_URL=run.db_url,
+        WORKFLOW_BATCH_SIZE=str(run.batch_size),
+        DBOS_SYSTEM_DATABASE_URL=run.system_db,
+        DBOS_KAFKA_QUEUE_POLLING_SECONDS="0.1",
+        **run.topics.env(),
+    )
+
+
+def worker_finished(run: Run, n: int) -> int:
+    """Resolved root promises of this run's requests on its Resonate server (`GET /promises`
+    search, 100 a page, following the cursor). Root ids are `RequestRef.key`:
+    rd:req:<group>:<topic>:<partition>:<offset>:<timestamp>; the glob also matches the children."""
+    assert run.resonate is not None
+    root = re.compile(rf"^rd:req:.*:{re.escape(run.topics.request)}:\d+:\d+:\d+$")
+    query: dict[str, str] = {"id": f"rd:req:*{run.topics.request}*", "state": "resolved", "limit": "100"}
+    count = 0
+    for _ in range(10 * n + 10):  # pages; bounded
+        url = f"{run.resonate.url}/promises?{urllib.parse.urlencode(query)}"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            page = json.loads(resp.read())
+        count += sum(1 for p in page.get("promises") or [] if root.match(p["id"]))
+        if not page.get("cursor"):
+            return count
+        query = {"cursor": page["cursor"]}
+    raise RuntimeError("promise search: too many pages")
+
+
+def dbos_finished(run: Run, _n: int) -> int:
+    """Workflows of this run's requests with status SUCCESS in DBOS's system database (its
+    Kafka consumer names them kafka-unique-id-<topic>-<partition>-<group>-<offset>)."""
+    assert run.system_db is not None
+    db = create_engine(run.system_db, poolclass=NullPool)
+    try:
+        with db.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' "
+                        "AND workflow_uuid LIKE :p"
+                    ),
+                    {"p": f"kafka-unique-id-{run.topics.request}-%"},
+                ).scalar_one()
+            )
+    finally:
+        db.dispose()
+
+
+# scripts/bench.sh makes it: dbos pinned there, plus the client libraries at .venv's versions
+DBOS_PYTHON = ROOT / ".venv-bench-dbos" / "bin" / "python"
+
 SUBJECTS = {
-    "worker": Subject("record-deleter, 1 worker", WORKER_COMMAND, worker_env, durable=True),
-    "worker2": Subject("record-deleter, 2 workers", WORKER_COMMAND, worker_env, processes=2, durable=True),
+    "worker": Subject(
+        "record-deleter, 1 worker", WORKER_COMMAND, worker_env, durable=True, finished=worker_finished
+    ),
+    "worker2": Subject(
+        "record-deleter, 2 workers",
+        WORKER_COMMAND,
+        worker_env,
+        processes=2,
+        durable=True,
+        finished=worker_finished,
+    ),
     "naive": Subject("naive sequential consumer", ("-m", "benchmarks.naive"), naive_env),
+    "dbos": Subject(
+        "DBOS Transact, 1 worker",
+        ("-m", "benchmarks.dbos_worker"),
+        dbos_env,
+        interpreter=DBOS_PYTHON,
+        system_db=True,
+        finished=dbos_finished,
+    ),
 }
+
+# Process runs the harness's python: a subject with a python of its own is exec'd by it (same pid,
+# so the CPU and RSS figures are the subject's)
+_EXEC = "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def command_of(subject: Subject) -> tuple[str, ...]:
+    if subject.interpreter is None:
+        return subject.command
+    if not subject.interpreter.exists():
+        raise RuntimeError(
+            f"{subject.title}: no {subject.interpreter}; scripts/bench.sh makes it "
+            "(`scripts/bench.sh --prepare` only makes the virtual environments)"
+        )
+    return ("-c", _EXEC, str(subject.interpreter), *subject.command)
+
+
+@contextlib.contextmanager
+def empty_database(postgres: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL at `postgres` for one run, dropped after."""
+    name = unique(prefix).replace("-", "_")
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
+    finally:
+        for attempt in range(10):
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except SQLAlchemyError:
+                if attempt == 9:
+                    raise
+                time.sleep(1)
+        admin.dispose()
 
 
 def start(subject: Subject, run: Run, tag: str) -> list[Process]:
     """The subject's processes, once its consumer group holds every partition."""
-    env = subject.env(run)
-    procs = [Process(subject.command, env, run.logdir / f"{tag}-{k}.log") for k in range(subject.processes)]
+    env, command = subject.env(run), command_of(subject)
+    procs = [Process(command, env, run.logdir / f"{tag}-{k}.log") for k in range(subject.processes)]
 
     def ready() -> bool:
         for p in procs:
@@ -136,7 +272,7 @@ def measure(subject: Subject, run: Run, ids: list[str], tag: str, timeout: float
             done: dict[str, float] = {}
             deadline, sampled, seen = time.monotonic() + timeout, 0.0, 0
             while len(done) < len(ids):
-                messages = reader.poll(0.2)
+                messages = reader.poll(0.05)  # the last completion is seen at most this late
                 for m in messages[seen:]:
                     rid = json.loads(m.value or b"null")[0]
                     done[rid] = min(done.get(rid, m.timestamp), m.timestamp)
@@ -152,6 +288,9 @@ def measure(subject: Subject, run: Run, ids: list[str], tag: str, timeout: float
                         f"{subject.title}: {len(done)}/{len(ids)} completions in {timeout:.0f}s"
                     )
             cpu = meter.stop()
+        finished = max(done.values())
+        if subject.finished is not None:
+            finished = durably_finished(subject, run, len(ids), procs, deadline)
         handed = sorted(e.at for p in procs for e in p.events.named("handed_off"))
     finally:
         for p in procs:
@@ -160,6 +299,8 @@ def measure(subject: Subject, run: Run, ids: list[str], tag: str, timeout: float
     e2e = max(done.values()) - t0
     out: dict[str, Any] = {
         "n": n,
+        "durable_seconds": finished - t0,
+        "durable_rate": n / (finished - t0),
         "e2e_seconds": e2e,
         "e2e_rate": n / e2e,
         "rss_kb": max(p.peak_rss_kb for p in procs),
@@ -171,6 +312,22 @@ def measure(subject: Subject, run: Run, ids: list[str], tag: str, timeout: float
     if len(handed) >= n:
         out |= {"handoff_seconds": handed[n - 1] - t0, "handoff_rate": n / (handed[n - 1] - t0)}
     return out
+
+
+def durably_finished(subject: Subject, run: Run, n: int, procs: list[Process], deadline: float) -> float:
+    """When `subject.finished` first counts n (time.time(), polled every 50 ms until `deadline`)."""
+    assert subject.finished is not None
+    while True:
+        count = subject.finished(run, n)
+        at = time.time()
+        if count >= n:
+            return at
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"{subject.title} exited:\n{p.tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{subject.title}: {count}/{n} workflows durably finished by the deadline")
+        time.sleep(0.05)
 
 
 def promise_create_rate(url: str, n: int, threads: int) -> dict[str, Any]:

@@ -113,7 +113,8 @@ def _facts(results: dict[str, Any]) -> str:
         f"{f.get('resonate_server', '?')} (SQLite store, a fresh one per run), Kafka {f.get('kafka', '?')}, "
         "confluent-kafka "
         f"{f.get('confluent_kafka', '?')} / librdkafka {f.get('librdkafka', '?')}, SQLAlchemy "
-        f"{f.get('sqlalchemy', '?')}, SQLite {f.get('sqlite', '?')}, PostgreSQL {f.get('postgres', NA)}."
+        f"{f.get('sqlalchemy', '?')}, SQLite {f.get('sqlite', '?')}, PostgreSQL {f.get('postgres', NA)}"
+        + (f", dbos {f['dbos']} (PostgreSQL system database, a fresh one per run)." if f.get("dbos") else ".")
         + (f" Worker settings: {results['settings']}." if results.get("settings") else "")
     )
 
@@ -180,13 +181,20 @@ def _handoff(results: dict[str, Any]) -> str:
             for k in ("subject", "resonate", "kafka", "postgres")
         }
         rss = max(v["rss_kb"] for v in h.runs[key]) / 1024
+        dbos = f"dbos:{db}"
+        if name.startswith("worker"):
+            vs_dbos = times(h.ratio(key, "durable_rate", dbos))
+        else:
+            vs_dbos = f"1.00{X}" if key == dbos else NA
         rows.append(
             [
                 db,
-                f"**{title(name)}**" if name != "naive" else title(name),
+                f"**{title(name)}**" if name.startswith("worker") else title(name),
                 h.spread(key, "handoff_rate"),
+                h.spread(key, "durable_rate", 1),
+                times(h.ratio(key, "durable_rate", naive)) if key != naive else f"1.00{X}",
+                vs_dbos,
                 h.spread(key, "e2e_rate", 1),
-                times(h.ratio(key, "e2e_rate", naive)) if key != naive else f"1.00{X}",
                 times(h.ratio(key, "handoff_rate", naive, "e2e_rate")) if key != naive else NA,
                 pct(h.ratio(key, "handoff_rate", create, "rate")) if create and key != naive else NA,
                 f"{rss:,.0f}",
@@ -195,21 +203,28 @@ def _handoff(results: dict[str, Any]) -> str:
         )
     for key in sorted((k for k in h.runs if k.startswith("create")), key=len):
         threads = f"{key[6:]} client thread" + ("s" if key != "create1" else "")
-        rows.append([NA, f"raw promise create, {threads}", h.spread(key, "rate"), *[NA] * 6])
+        rows.append([NA, f"raw promise create, {threads}", h.spread(key, "rate"), *[NA] * 8])
     header = [
         "database",
         "subject",
         "hand-off msg/s",
-        "end-to-end records/s",
+        "end to end, durably finished records/s",
         "e2e ÷ naive",
+        "record-deleter ÷ DBOS (e2e)",
+        "end to end, last completion records/s",
         "hand-off ÷ naive e2e",
         f"hand-off ÷ raw create ({create[6:] if create else '?'} thr.)",
         "peak RSS MiB (per process)",
         "CPU s / 1,000 records: subject / Resonate / Kafka / PostgreSQL",
     ]
-    return f"### 1{NA}2. Hand-off and end-to-end ({n} records of 10 rows, 4 partitions, pause 0)\n\n" + table(
-        header, rows
+    legend = (
+        "End to end, durably finished: N ÷ (the moment the subject's own durable store holds all N "
+        "workflows finished - start of producing; the naive consumer has no durable store: its last "
+        "completion). Last completion: N ÷ (last completion's timestamp - start of producing). "
+        "The ratios divide the durably finished figures."
     )
+    heading = f"### 1{NA}2. Hand-off and end-to-end ({n} records of 10 rows, 4 partitions, pause 0)"
+    return f"{heading}\n\n{legend}\n\n" + table(header, rows)
 
 
 def _deletion(results: dict[str, Any]) -> str:

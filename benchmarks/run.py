@@ -1,12 +1,12 @@
 """The benchmark suite: `python -m benchmarks.run [--smoke|--full]` (normally via `scripts/bench.sh`).
 
 Sections: `handoff` (hand-off and end-to-end rates of the worker against the naive sequential
-consumer and the server's raw promise-create rate) and `deletion` (rows/s by batch size). Every
-repeat measures each subject and its baselines back to back, in an order that rotates from one
-repeat to the next, so a drift in the machine's load hits them alike; the report gives medians
-over repeats and medians of the per-repeat ratios. Raw figures go to benchmarks/results.json, the
-tables into BENCHMARKS.md's generated block (benchmarks.report); the interpretation around them is
-written by hand.
+consumer, a DBOS Transact peer and the server's raw promise-create rate; `--subjects` picks some)
+and `deletion` (rows/s by batch size). Every repeat measures each subject and its baselines back to
+back, in an order that rotates from one repeat to the next, so a drift in the machine's load hits
+them alike; the report gives medians over repeats and medians of the per-repeat ratios. Raw figures
+go to benchmarks/results.json, the tables into BENCHMARKS.md's generated block (benchmarks.report);
+the interpretation around them is written by hand.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ class Mode:
         ("worker", "sqlite"),
         ("worker2", "sqlite"),
         ("naive", "sqlite"),
+        ("dbos", "sqlite"),
         ("worker", "postgres"),
         ("naive", "postgres"),
+        ("dbos", "postgres"),
     )
     batches: tuple[int, ...] = (100, 1000, 10_000)
     create_threads: int = 8
@@ -59,6 +61,7 @@ MODES = {
     "full": Mode("full", repeats=5, n=1000, batches_per_run=200, del_rows=2_000_000),
 }
 SECTIONS = ("handoff", "deletion")
+CREATE = "create"  # the raw promise-create baseline: a `--subjects` name like the subjects'
 
 
 def log(msg: str) -> None:
@@ -66,8 +69,16 @@ def log(msg: str) -> None:
 
 
 class Suite:
-    def __init__(self, mode: Mode, out: Path, workdir: Path, settings: dict[str, str]) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        out: Path,
+        workdir: Path,
+        settings: dict[str, str],
+        subjects: frozenset[str] = frozenset((*SUBJECTS, CREATE)),
+    ) -> None:
         self.mode, self.out, self.workdir, self.settings = mode, out, workdir, settings
+        self.subjects = subjects
         self.bootstrap = kafka_bootstrap()
         url = os.environ.get("DATABASE_URL", "")
         self.postgres = url if url.startswith("postgresql") else None
@@ -125,17 +136,18 @@ class Suite:
     def handoff(self) -> None:
         m = self.mode
         dbs = self.databases()
-        items: list[tuple[str, str]] = [(s, d) for s, d in m.subjects if d in dbs]
-        items += [
-            ("create", "1"),
-            ("create", str(max(m.create_threads, int(self.settings.get("WORKER_HANDOFF_CONCURRENCY", 0))))),
-        ]
+        items: list[tuple[str, str]] = [(s, d) for s, d in m.subjects if d in dbs and s in self.subjects]
+        if CREATE in self.subjects:
+            items += [
+                (CREATE, "1"),
+                (CREATE, str(max(m.create_threads, int(self.settings.get("WORKER_HANDOFF_CONCURRENCY", 0))))),
+            ]
         for r in range(m.repeats):
             log(f"== hand-off: repeat {r + 1}/{m.repeats}, n={m.n}")
             with contextlib.ExitStack() as stack:
                 urls = {kind: stack.enter_context(scratch_database(kind, self.postgres)) for kind in dbs}
                 for name, arg in rotate(items, r):
-                    if name == "create":
+                    if name == CREATE:
                         self.attempt("handoff", f"create{arg}", r, lambda t=int(arg): self._create(t))
                     else:
                         key, fn = f"{name}:{arg}", lambda s=name, u=urls[arg]: self._subject(s, u)
@@ -153,7 +165,16 @@ class Suite:
         db.dispose()
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(self.resonate(tag)) if subject.durable else None
-            run = self.run_of(db_url, tag, partitions=4, batch=1000, server=server)
+            system_db = None
+            if subject.system_db:
+                if self.postgres is None:
+                    raise RuntimeError(
+                        f"{subject.title}: its system database needs PostgreSQL (DATABASE_URL)"
+                    )
+                system_db = stack.enter_context(handoff.empty_database(self.postgres, f"{name}_sys"))
+            run = replace(
+                self.run_of(db_url, tag, partitions=4, batch=1000, server=server), system_db=system_db
+            )
             try:
                 return handoff.measure(subject, run, ids, tag)
             finally:
@@ -216,7 +237,8 @@ def rotate[T](items: list[T], k: int) -> list[T]:
 
 
 def _brief(v: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v[k]:,.1f}" for k in ("handoff_rate", "e2e_rate", "rate") if k in v)
+    keys = ("handoff_rate", "durable_rate", "e2e_rate", "rate")
+    return " ".join(f"{k}={v[k]:,.1f}" for k in keys if k in v)
 
 
 def facts(postgres: str | None) -> dict[str, Any]:
@@ -247,6 +269,10 @@ def facts(postgres: str | None) -> dict[str, Any]:
         "kafka": os.environ.get("BENCH_KAFKA_VERSION", "?"),  # scripts/bench.sh exports it
         "load_before": os.getloadavg(),
     }
+    if handoff.DBOS_PYTHON.exists():
+        probe = "from importlib.metadata import version; print(version('dbos'))"
+        dbos = subprocess.run([handoff.DBOS_PYTHON, "-c", probe], capture_output=True, text=True, check=False)
+        out["dbos"] = dbos.stdout.strip() or "?"
     if postgres:
         with contextlib.suppress(Exception):
             db = engine(postgres)
@@ -273,12 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections of {','.join(SECTIONS)}"
     )
+    p.add_argument(
+        "--subjects",
+        help=f"comma-separated hand-off subjects of {','.join((*SUBJECTS, CREATE))} (default: all of "
+        "the mode's; e.g. worker,naive for a quick A/B)",
+    )
     p.add_argument("--repeats", type=int, help="override the mode's repeats")
     p.add_argument("-n", type=int, help="override the records per hand-off run")
     p.add_argument("--handoff-concurrency", type=int, help="WORKER_HANDOFF_CONCURRENCY of the workers")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.json"), help="raw figures (JSON)")
     p.add_argument(
-        "--report", default=str(ROOT / "BENCHMARKS.md"), help="Markdown file whose generated block to fill"
+        "--report",
+        default=str(ROOT / "BENCHMARKS.md"),
+        help="Markdown file whose generated block to fill (another path leaves BENCHMARKS.md as it is)",
     )
     p.add_argument("--workdir", help="process logs and server stores (default: a new temp dir)")
     p.add_argument("--command", help="the command line to print in the report")
@@ -289,16 +322,22 @@ def main(argv: list[str] | None = None) -> int:
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(sections) - set(SECTIONS):
         p.error(f"unknown section(s) {sorted(set(sections) - set(SECTIONS))}; choose from {SECTIONS}")
+    subjects = frozenset((*SUBJECTS, CREATE))
+    if args.subjects:
+        subjects = frozenset(s.strip() for s in args.subjects.split(",") if s.strip())
+        if unknown := subjects - {*SUBJECTS, CREATE}:
+            p.error(f"unknown subject(s) {sorted(unknown)}; choose from {(*SUBJECTS, CREATE)}")
     settings = (
         {"WORKER_HANDOFF_CONCURRENCY": str(args.handoff_concurrency)} if args.handoff_concurrency else {}
     )
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    suite = Suite(mode, Path(args.results), workdir, settings)
+    suite = Suite(mode, Path(args.results), workdir, settings, subjects)
     started = time.time()
     suite.results |= {
         "mode": asdict(mode),
         "sections": sections,
+        "subjects": sorted(subjects),
         "command": args.command
         or " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark suite, one command (`make bench` runs it):
-#   scripts/bench.sh [--full] [--only SECTIONS] [--handoff-concurrency N] [...]
+#   scripts/bench.sh [--full] [--only SECTIONS] [--subjects worker,naive] [-n N] [...]
+#   scripts/bench.sh --prepare        # only step 1: the virtual environments
 #
-# 1. .venv (scripts/bootstrap.sh) and the benchmark-only profiler py-spy in it (if missing);
+# 1. .venv (scripts/bootstrap.sh) and the benchmark-only profiler py-spy in it (if missing), and
+#    .venv-bench-dbos, the DBOS subject's own virtual environment (same Python as .venv; dbos
+#    pinned below, confluent-kafka/SQLAlchemy/psycopg at .venv's versions), so dbos and its
+#    dependencies never touch the worker's environment; made again when a pin changes;
 # 2. Kafka, the Resonate server and PostgreSQL via scripts/services.sh in this run's own state
 #    dir (RECORD_DELETER_SERVICES_DIR, default a new temp dir), unless all four endpoints are
 #    given: BROKER_BOOTSTRAP_SERVERS, RESONATE_URL + RESONATE_MESSAGE_SOURCE_PORT,
@@ -19,6 +23,28 @@ cmdline="scripts/bench.sh${*:+ $*}"
 if [[ ! -x .venv/bin/py-spy ]]; then
   echo "[bench] installing py-spy into .venv (benchmark-only sampling profiler)" >&2
   .venv/bin/python -m pip install -q py-spy >&2 || echo "[bench] py-spy unavailable: the sampling profile is skipped" >&2
+fi
+
+# The DBOS subject (benchmarks/dbos_worker.py). 3.4.0: the release the subject was written and
+# checked against. pip's own cache keeps the downloads.
+DBOS_VERSION=3.4.0
+dbos_venv=.venv-bench-dbos
+dbos_pins="dbos==$DBOS_VERSION $(.venv/bin/python -c '
+from importlib.metadata import version
+print(" ".join(f"{p}=={version(p)}" for p in ("confluent-kafka", "SQLAlchemy", "psycopg", "psycopg-binary")))')"
+if [[ "$(cat "$dbos_venv/pins" 2>/dev/null)" != "$dbos_pins" ]]; then
+  echo "[bench] making $dbos_venv for the DBOS subject: $dbos_pins" >&2
+  rm -rf "$dbos_venv"
+  # shellcheck disable=SC2086  # the pins are words
+  if .venv/bin/python -m venv "$dbos_venv" && "$dbos_venv/bin/python" -m pip install -q $dbos_pins >&2; then
+    echo "$dbos_pins" >"$dbos_venv/pins"
+  else
+    rm -rf "$dbos_venv"
+    echo "[bench] $dbos_venv could not be made: the DBOS subject's runs will fail" >&2
+  fi
+fi
+if [[ "${1:-}" == "--prepare" ]]; then
+  exit 0
 fi
 
 if [[ -n "${BROKER_BOOTSTRAP_SERVERS:-}" && -n "${RESONATE_URL:-}" && -n "${RESONATE_MESSAGE_SOURCE_PORT:-}" \
