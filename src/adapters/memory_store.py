@@ -40,7 +40,10 @@ class InMemoryRecordStore(RecordStore, RecordInventory, DeletionLedger):
             attempts = self._attempts[record_id.value]
             if request_key in self._requests:
                 n = self._requests[request_key]
-                return JoinedAttempt(n, attempts[n - 1].opened_by)
+                a = attempts[n - 1]
+                if a.state == "running":
+                    return JoinedAttempt(n, a.opened_by)
+                return JoinedAttempt(n, a.opened_by, a.state, AttemptTotals(a.rows, a.batches), a.reason)
             if not attempts or attempts[-1].state != "running":
                 attempts.append(_Attempt(request_key))
             attempts[-1].requests += 1

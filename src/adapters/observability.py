@@ -17,9 +17,9 @@ log = logging.getLogger("record_deleter.events")
 WARNING_EVENTS = frozenset(
     {"retrying", "dead_lettered", "failure_published", "step_cut_short", "store_error", "attempt_failed"}
 )
-# Per message polled and per SQL batch: thousands a second under load, and counted by the metrics;
+# Per message polled, per join and per SQL batch: thousands a second under load, and counted by the metrics;
 # a line for each would make the log the bottleneck (the handler's lock serializes the threads).
-DEBUG_EVENTS = frozenset({"consumed", "batch_deleted"})
+DEBUG_EVENTS = frozenset({"consumed", "joined", "batch_deleted"})
 
 
 class LoggingEvents(Events):

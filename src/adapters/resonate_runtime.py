@@ -36,6 +36,7 @@ from .resonate_sdk_patches import (
     guard_callback_race,
     observe_creation,
     sdk_shut_down,
+    skip_redundant_task_completion,
 )
 
 
@@ -109,7 +110,7 @@ def build_resonate(
             log_level=log_level,
         )
     if mode == "remote":
-        return Resonate(
+        resonate = Resonate(
             store=guard_callback_race(
                 KeepAliveRemoteStore(
                     host=host,
@@ -126,6 +127,8 @@ def build_resonate(
             workers=workers,
             log_level=log_level,
         )
+        skip_redundant_task_completion(resonate)
+        return resonate
     raise ValueError(f"resonate mode must be 'local' or 'remote', got {mode!r}")
 
 

@@ -272,3 +272,31 @@ def sdk_shut_down(resonate: Resonate) -> bool:
     """
     shutdown = getattr(getattr(resonate, "_bridge", None), "_shutdown", None)
     return shutdown is not None and shutdown.is_set()
+
+
+def skip_redundant_task_completion(resonate: Resonate) -> None:
+    """Workaround 7 (resonate-sdk 0.6.7 with Resonate server v0.8.2): a request per workflow the
+    server has already done, and a task per workflow kept in memory for good.
+
+    Pinned by tests/integration/test_resonate_remote.py
+    (test_a_one_batch_record_costs_the_server_two_requests_and_leaves_no_task_claimed).
+    When a workflow's root promise is resolved or rejected, the server completes the tasks of that
+    root in the same transaction (`completePromise`: `CompleteTasksCommand` by root promise id).
+    resonate-sdk 0.6.x then still sends `POST /tasks/complete` for it, one more request on its
+    single bridge thread per workflow, and never drops the task from `_promise_id_to_task`.
+    Here a root's entry is dropped as its result is sent, so the bridge finds no task and sends
+    no completion. A workflow that suspends (a durable sleep, another workflow's promise) still
+    completes its task as before: it sends no result for its root.
+    """
+    bridge = getattr(resonate, "_bridge")  # noqa: B009 - the SDK keeps the task map on its bridge
+    tasks: dict[str, Any] = bridge._promise_id_to_task
+    promises = resonate.promises
+    for name in ("resolve", "reject"):
+        complete = getattr(promises, name)
+
+        def completing(*args: Any, _complete: Callable[..., Any] = complete, **kwargs: Any) -> Any:
+            result = _complete(*args, **kwargs)
+            tasks.pop(kwargs.get("id", args[0] if args else ""), None)
+            return result
+
+        setattr(promises, name, completing)

@@ -24,12 +24,16 @@ def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key
     """
     a, r = deletion_attempts.c, deletion_requests.c
     known = conn.execute(
-        select(r.attempt, a.opened_by)
+        select(r.attempt, a.opened_by, a.state, a.rows_deleted, a.batches, a.reason)
         .join(deletion_attempts, and_(a.record_id == r.record_id, a.attempt == r.attempt))
         .where(r.request_key == request_key)
     ).first()
     if known is not None:
-        return JoinedAttempt(int(known[0]), str(known[1]))
+        number, opened_by, state, rows, batches, reason = known
+        if state == "running":
+            return JoinedAttempt(int(number), str(opened_by))
+        closed = AttemptTotals(int(rows or 0), int(batches or 0))
+        return JoinedAttempt(int(number), str(opened_by), str(state), closed, reason)
     found = conn.execute(
         select(a.attempt, a.opened_by)
         .where(a.record_id == record_id.value, a.state == "running")

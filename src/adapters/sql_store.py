@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Executable,
     Integer,
@@ -119,41 +120,62 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
         except SQLAlchemyError as exc:
             raise translate(exc, "reading the deletion ledger") from exc
 
+    def join_and_delete(
+        self, record_id: RecordId, request: RequestRef, request_key: str, batch_size: int
+    ) -> tuple[JoinedAttempt, BatchResult | None]:
+        """The join and the opener's first batch in one transaction (one commit per small record
+        instead of two). Any trouble rolls both back and falls back to the join alone: the
+        caller's `delete_batch` then meets the trouble with its own error handling."""
+        try:
+            self._validate_plan()
+            with self._engine.begin() as conn:
+                joined = sql_ledger.join(conn, record_id, request, request_key)
+                if joined.opened_by != request_key or joined.state != "running":
+                    return joined, None
+                doing = ["deleting"]
+                return joined, self._batch(conn, record_id, batch_size, joined.number, doing)
+        except (SQLAlchemyError, DeletionPlanInvalid):
+            return self.join_attempt(record_id, request, request_key), None
+
     def delete_batch(self, record_id: RecordId, batch_size: int, attempt: int) -> BatchResult:
         self._validate_plan()
+        doing = ["deleting"]
+        try:
+            with self._engine.begin() as conn:
+                return self._batch(conn, record_id, batch_size, attempt, doing)
+        except SQLAlchemyError as exc:
+            raise translate(exc, doing[0]) from exc
+
+    def _batch(
+        self, conn: Connection, record_id: RecordId, batch_size: int, attempt: int, doing: list[str]
+    ) -> BatchResult:
+        """One batch inside the caller's transaction; `doing[0]` says what it was doing last."""
         key = record_id.value
         budget = batch_size
         more = False
         last = len(self._statements) - 1
-        doing = "deleting"
-        try:
-            with self._engine.begin() as conn:
-                for i, (step, (delete_rows, rows_left)) in enumerate(
-                    zip(self._plan.steps, self._statements, strict=True)
-                ):
-                    doing = f"deleting from {step.table}"
-                    result = conn.execute(delete_rows, {"key": key, "n": budget})
-                    budget -= max(result.rowcount, 0)
-                    if budget == 0 and i < last:
-                        # A full batch before the plan's last table: that table's rows (the
-                        # parent) are still there, so there is more. No probe needed.
-                        more = True
-                        break
-                    if conn.execute(rows_left, {"key": key}).scalar():
-                        # Rows remain in this table: the batch is full, or (fewer deleted than
-                        # asked) a concurrent batch holds them (PostgreSQL skips rows it deleted).
-                        # Stop here, so a parent is never purged before its children.
-                        more = True
-                        break
-                deleted = batch_size - budget
-                doing = "writing the deletion audit"
-                if self._audit:
-                    conn.execute(
-                        self._audit_insert, {"record_id": key, "rows_deleted": deleted, "attempt": attempt}
-                    )
-                totals = None if more else sql_ledger.close(conn, record_id, attempt, "done")
-        except SQLAlchemyError as exc:
-            raise translate(exc, doing) from exc
+        for i, (step, (delete_rows, rows_left)) in enumerate(
+            zip(self._plan.steps, self._statements, strict=True)
+        ):
+            doing[0] = f"deleting from {step.table}"
+            result = conn.execute(delete_rows, {"key": key, "n": budget})
+            budget -= max(result.rowcount, 0)
+            if budget == 0 and i < last:
+                # A full batch before the plan's last table: that table's rows (the parent) are
+                # still there, so there is more. No probe needed.
+                more = True
+                break
+            if conn.execute(rows_left, {"key": key}).scalar():
+                # Rows remain in this table: the batch is full, or (fewer deleted than asked) a
+                # concurrent batch holds them (PostgreSQL skips rows it deleted). Stop here, so a
+                # parent is never purged before its children.
+                more = True
+                break
+        deleted = batch_size - budget
+        doing[0] = "writing the deletion audit"
+        if self._audit:
+            conn.execute(self._audit_insert, {"record_id": key, "rows_deleted": deleted, "attempt": attempt})
+        totals = None if more else sql_ledger.close(conn, record_id, attempt, "done")
         return BatchResult(deleted=deleted, more=more, totals=totals)
 
     @functools.cached_property

@@ -77,10 +77,17 @@ class RequestRef:
 
 @dataclass(frozen=True, slots=True)
 class JoinedAttempt:
-    """The attempt a request belongs to, and the request that opened it (whose workflow runs it)."""
+    """The attempt a request belongs to, and the request that opened it (whose workflow runs it).
+
+    A request joined before (its workflow replaying the join after a crash) also learns whether
+    that attempt has closed since, and how: `state` done or failed, with its totals and reason,
+    so the replay answers from the ledger instead of deleting again."""
 
     number: int
     opened_by: str  # the opening request's key (`RequestRef.key`)
+    state: str = "running"  # running | done | failed
+    totals: AttemptTotals | None = None  # set once the attempt closed
+    reason: str | None = None  # why it failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,16 @@ class RecordStore(Protocol):
         """Close `attempt` as failed with `reason` (once); return what it deleted before."""
         ...
 
+    def join_and_delete(
+        self, record_id: RecordId, request: RequestRef, request_key: str, batch_size: int
+    ) -> tuple[JoinedAttempt, BatchResult | None]:
+        """`join_attempt`, and a store that can do both in one transaction also runs the first
+        batch when this request opened the attempt and it still runs (one commit fewer per small
+        record). Returns the batch's result, or None when it ran none (a joiner, a closed attempt,
+        a store that does not merge them, or trouble with the batch): the caller then deletes
+        with `delete_batch`, and meets any trouble there. The ledger ends up the same either way."""
+        return self.join_attempt(record_id, request, request_key), None
+
 
 class DeletionLedger(Protocol):
     """Reads the ledger of requests and attempts (status, list, retry)."""

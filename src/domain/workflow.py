@@ -6,6 +6,16 @@ PERSISTED FORMAT. The workflow's name (`REQUEST_WORKFLOW`), its argument list (b
 resumes one after a crash or an upgrade replays them.
 Changing any of them breaks the workflows in flight at the moment of a deploy: register a new
 name (and keep the old one until its last workflow ended) instead of editing one in place.
+Whether a call is durable is not part of that format: the runtime numbers a workflow's calls in
+order (`<id>.1`, `<id>.2`, ...) whether or not they make a promise.
+
+Which calls are durable, and why. The first step (`join_and_delete`) and the answer
+(`publish_answer`) run without a checkpoint of their own: the store's ledger is their
+checkpoint. Re-running the join is idempotent by the request's key and, once the attempt has
+closed, answers from the ledger without deleting; re-running a publish re-sends the same bytes,
+the publish window the contract already documents. So a one-batch record costs the runtime two
+server requests (the workflow's creation and its result), not six. The steps after the first
+(`delete_batches`, `fail_attempt`), the pauses and a joiner's wait stay durable.
 
 The request contract they implement:
 * every distinct request message gets exactly one answer — its own workflow, whose id derives
@@ -34,6 +44,7 @@ from .events import Events
 from .model import (
     Answer,
     AttemptTotals,
+    BatchResult,
     RecordId,
     RequestRef,
     WorkflowParams,
@@ -131,13 +142,23 @@ def join_and_delete(
     p = ports(ctx)
     request = _request(topic, partition, offset, timestamp, headers)
     key = request.key(p.namespace)
-    joined = p.store.join_attempt(RecordId(record_id), request, key)
+    joined, first = p.store.join_and_delete(RecordId(record_id), request, key, batch_size)
     p.events.emit("joined", record_id=record_id, partition=partition, offset=offset, attempt=joined.number)
     out: dict[str, Any] = {"attempt": joined.number, "opened_by": joined.opened_by}
     if joined.opened_by != key:
         return out
+    if joined.state != "running":  # a replay after the attempt closed: answer from the ledger
+        totals = joined.totals or AttemptTotals(0, 0)
+        if joined.state == "failed":
+            return out | {"error": joined.reason or "the deletion failed"}
+        return out | {
+            "deleted": 0,
+            "batches": 0,
+            "more": False,
+            "totals": [totals.rows_deleted, totals.batches],
+        }
     try:
-        return out | _delete(p, record_id, joined.number, batch_size, budget_seconds)
+        return out | _delete(p, record_id, joined.number, batch_size, budget_seconds, first)
     except PERMANENT_ERRORS as exc:
         return out | {"error": describe_failure(exc)}
 
@@ -157,15 +178,22 @@ def delete_batches(
 
 
 def _delete(
-    p: WorkflowPorts, record_id: str, attempt: int, batch_size: int, budget_seconds: float
+    p: WorkflowPorts,
+    record_id: str,
+    attempt: int,
+    batch_size: int,
+    budget_seconds: float,
+    first: BatchResult | None = None,
 ) -> dict[str, Any]:
+    """Batches while rows remain and the budget lasts; `first` is a batch the store already ran
+    (with the join, `RecordStore.join_and_delete`)."""
     store, events = p.store, p.events
     rid = RecordId(record_id)
     deadline = time.monotonic() + budget_seconds
     deleted = batches = 0
     while True:
         try:
-            result = store.delete_batch(rid, batch_size, attempt)
+            result, first = first or store.delete_batch(rid, batch_size, attempt), None
         except Exception as exc:
             if batches == 0:
                 events.emit("store_error", record_id=record_id, attempt=attempt, error=describe_failure(exc))
@@ -248,7 +276,7 @@ def answer_request(
     try:
         first = yield ctx.run(
             join_and_delete, record_id, *request, params.batch_size, params.step_budget
-        ).options(**options)
+        ).options(**options, durable=False)
         attempt, opened_by = first["attempt"], first["opened_by"]
         if opened_by == own_key:
             totals, failure = yield from _run_attempt(ctx, p, record_id, attempt, params, first)
@@ -259,7 +287,9 @@ def answer_request(
             totals, failure = list(shared["totals"]), shared.get("failure")
     except Exception as exc:  # the request could not join an attempt, or its opener failed oddly
         failure = describe_failure(exc)
-    yield ctx.run(publish_answer, record_id, request, attempt, totals, failure).options(**options)
+    yield ctx.run(publish_answer, record_id, request, attempt, totals, failure).options(
+        **options, durable=False
+    )
     return {
         "record_id": record_id,
         "attempt": attempt,

@@ -274,6 +274,68 @@ def test_a_failed_attempt_keeps_its_reason_and_the_next_request_opens_a_new_one(
     assert all(a.record_id != rid.value for a in store.latest_attempts("failed", 1000))
 
 
+def test_a_replayed_join_learns_how_its_attempt_closed(subject: Subject) -> None:
+    """A request joined before (its workflow replaying after a crash) learns whether its attempt
+    closed since: running, done with its totals, or failed with its reason."""
+    store = subject.store
+    done_id, failed_id = new_id("closed"), new_id("failed")
+    store.add_record(done_id, 3)
+    store.add_record(failed_id, 3)
+    (done_ref, done_key), (failed_ref, failed_key) = request(1), request(2)
+
+    running = store.join_attempt(done_id, done_ref, done_key)
+    assert (running.state, running.totals, running.reason) == ("running", None, None)
+    results = drain(lambda: store.delete_batch(done_id, 2, running.number))
+    again = store.join_attempt(done_id, done_ref, done_key)
+    assert (again.number, again.opened_by, again.state) == (1, done_key, "done")
+    assert again.totals == results[-1].totals
+
+    attempt = store.join_attempt(failed_id, failed_ref, failed_key).number
+    store.delete_batch(failed_id, 1, attempt)
+    store.fail_attempt(failed_id, attempt, "DeletionRejected: refused")
+    closed = store.join_attempt(failed_id, failed_ref, failed_key)
+    assert (closed.state, closed.totals, closed.reason) == (
+        "failed",
+        AttemptTotals(1, 1),
+        "DeletionRejected: refused",
+    )
+
+
+def test_join_and_delete_runs_the_openers_first_batch_or_leaves_it_to_the_caller(subject: Subject) -> None:
+    """The opener's first batch comes with its join (the SQL stores commit both at once) or is
+    left to `delete_batch`; either way the ledger and the rows end up as with the two calls. A
+    joiner's and a closed attempt's join run no batch."""
+    store = subject.store
+    rid = new_id("merged")
+    store.add_record(rid, 5)
+    rows = store.count_rows(rid)
+    (opener, key1), (joiner, key2) = request(1), request(2)
+
+    joined, first = store.join_and_delete(rid, opener, key1, 2)
+    assert (joined.number, joined.opened_by) == (1, key1)
+    results = [first] if first is not None else []
+    assert store.join_and_delete(rid, joiner, key2, 2) == (store.join_attempt(rid, joiner, key2), None)
+    results += drain(lambda: store.delete_batch(rid, 2, 1)) if not results or results[-1].more else []
+    assert sum(r.deleted for r in results) == rows
+    assert store.count_rows(rid) == 0
+    done, nothing = store.join_and_delete(rid, opener, key1, 2)
+    assert (done.state, done.totals, nothing) == ("done", AttemptTotals(rows, len(results)), None)
+    [attempt] = store.attempts(rid)
+    assert (attempt.state, attempt.requests, attempt.totals) == ("done", 2, AttemptTotals(rows, len(results)))
+
+
+def test_the_sql_store_commits_the_openers_join_and_first_batch_together(sql_engine: Engine) -> None:
+    store = builders.sql_store(sql_engine)
+    rid = new_id("one-commit")
+    store.add_record(rid, 2)
+    ref, key = request(1)
+    joined, first = store.join_and_delete(rid, ref, key, 100)
+    assert first is not None, "the SQL store runs the opener's first batch with its join"
+    assert (first.deleted, first.more, first.totals) == (3, False, AttemptTotals(3, 1))
+    assert joined.number == 1
+    assert store.count_rows(rid) == 0
+
+
 def test_concurrent_first_requests_open_one_attempt(subject: Subject) -> None:
     """Eight requests for a new record at the same instant (eight partitions): one attempt."""
     store = subject.store

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
 from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
+from record_deleter.adapters.resonate_sdk_patches import KeepAliveRemoteStore
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 from record_deleter.adapters.sql_store import SqlRecordStore
 from record_deleter.domain.errors import HandOffUnavailable
@@ -81,6 +83,38 @@ def test_a_request_runs_to_completion_through_the_server(runtime, broker) -> Non
     }
     assert runtime.store.count_rows(rid) == 0
     assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 12]]
+
+
+def test_a_one_batch_record_costs_the_server_two_requests_and_leaves_no_task_claimed(
+    runtime, broker, monkeypatch
+) -> None:
+    """The workflow's creation and its result, nothing else: the first step and the answer are
+    checkpointed by the ledger, and the task the server completes with the result is not completed
+    a second time (Workaround 7). The server holds no task of this process afterwards."""
+    sent: list[str] = []
+    real_send = KeepAliveRemoteStore._send
+
+    def counting(self, req, **kwargs):
+        path = urlsplit(str(req.url)).path
+        if path.startswith("/promises/") and path != "/promises/task":
+            path = "/promises/{id}"
+        if path != "/tasks/heartbeat":  # the SDK's heartbeat thread, on its own clock
+            sent.append(f"{req.method} {path}")
+        return real_send(self, req, **kwargs)
+
+    monkeypatch.setattr(KeepAliveRemoteStore, "_send", counting)
+    rid = RecordId(unique("rec"))
+    runtime.store.add_record(rid, 5)
+    m = request(rid, 3)
+    runtime.start(rid, m)
+    assert runtime.wait(runtime.request_key(m), timeout=60)["deleted"] is True
+    wait_for(lambda: runtime.in_flight() == 0, timeout=10, message="the workflow left the in-flight set")
+    monkeypatch.undo()
+
+    assert sent == ["POST /promises/task", "PATCH /promises/{id}"], sent
+    assert [json.loads(m.value) for _, m in broker.messages("done")] == [[rid.value, 3]]
+    resonate = runtime._resonate  # the SDK client under the adapter
+    assert resonate._store.tasks.heartbeat(pid=resonate._pid) == 0, "a task of this process is still claimed"
 
 
 def test_redelivery_attaches_and_a_later_request_gets_a_new_attempt(runtime, broker) -> None:

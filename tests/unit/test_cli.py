@@ -20,6 +20,7 @@ from record_deleter.domain.model import (
     RecordId,
     RequestRef,
 )
+from record_deleter.domain.ports import RecordStore
 from record_deleter.entrypoints.cli import NEEDS_DATABASE, main
 from tests import builders
 
@@ -214,7 +215,7 @@ REQUESTS, COMPLETIONS, FAILURES = "requests", "done", "failed"
 DONE, FAILED, UNTOUCHED = "rec-000001", "rec-000002", "rec-000003"
 
 
-class RejectingStore:
+class RejectingStore(RecordStore):
     """The SQL store, except that the database refuses every delete of one record (a constraint)."""
 
     def __init__(self, inner: object, rejected: str) -> None:

@@ -19,6 +19,7 @@ from record_deleter.adapters.memory_broker import InMemoryBroker
 from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.adapters.resonate_runtime import ResonateRuntime
 from record_deleter.domain.model import AttemptTotals, BatchResult, InboundMessage, RecordId, RequestRef
+from record_deleter.domain.ports import RecordStore
 from tests import builders
 from tests.conftest import wait_for
 
@@ -42,7 +43,7 @@ class Recorder:
             return [f for e, f in self.events if e == "duplicate"]
 
 
-class GatedStore:
+class GatedStore(RecordStore):
     """The in-memory store, whose first batch of each gated record waits until released."""
 
     def __init__(self, inner: InMemoryRecordStore, gated: frozenset[str] = frozenset()) -> None:

@@ -25,6 +25,7 @@ from record_deleter.adapters.resonate_runtime import ResonateRuntime, StepRetry
 from record_deleter.domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
 from record_deleter.domain.events import Events
 from record_deleter.domain.model import AttemptTotals, BatchResult, InboundMessage, RecordId, RequestRef
+from record_deleter.domain.ports import RecordStore
 from tests import builders
 from tests.conftest import wait_for
 
@@ -48,7 +49,7 @@ def message(
     return InboundMessage(REQUESTS, partition, offset, value, record_id.encode(), headers, 1_000 + offset)
 
 
-class CountingStore:
+class CountingStore(RecordStore):
     """Wraps a record store: counts `delete_batch` executions per record and can inject faults."""
 
     def __init__(

@@ -35,6 +35,7 @@ from record_deleter.domain.model import (
     RequestRef,
     WorkflowParams,
 )
+from record_deleter.domain.ports import RecordStore
 from record_deleter.domain.workflow import (
     PORTS,
     WorkflowPorts,
@@ -165,6 +166,7 @@ class RecordingContext:
             ),
         }
         self.calls: list[str] = []
+        self.ledger_checkpointed: list[str] = []  # steps run without a checkpoint of their own
         self.slept: list[float] = []
         self.promised: list[Promise] = []
 
@@ -193,8 +195,12 @@ class RecordingContext:
             self.calls.append("await")
             return self.promises.result(item.id)
         assert isinstance(item, Call), f"the workflow yielded {item!r}, not a durable call"
-        assert item.opts == STEP_OPTIONS, "every step runs with the runtime's options"
+        opts = dict(item.opts)
+        durable = opts.pop("durable", True)
+        assert opts == STEP_OPTIONS, "every step runs with the runtime's options"
         self.calls.append(item.func.__name__)
+        if not durable:
+            self.ledger_checkpointed.append(item.func.__name__)
         return item.func(self, *item.args)
 
 
@@ -263,7 +269,7 @@ def completed(attempt: int, totals: list[int]) -> dict[str, Any]:
     return {"record_id": "r", "attempt": attempt, "deleted": True, "totals": totals, "failure": None}
 
 
-class FailingOnCall:
+class FailingOnCall(RecordStore):
     """The in-memory store, whose n-th `delete_batch` calls raise `error`."""
 
     def __init__(self, inner: InMemoryRecordStore, *failing_calls: int, error: Exception) -> None:
@@ -282,7 +288,7 @@ class FailingOnCall:
         return self.inner.fail_attempt(record_id, attempt, reason)
 
 
-class RefusingJoin:
+class RefusingJoin(RecordStore):
     """A store that cannot even register the request (a permanent error on the join)."""
 
     def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
@@ -707,6 +713,58 @@ def test_replaying_the_join_gives_the_same_attempt() -> None:
     assert replayed.finish() == completed(1, [50, 5])
     assert replayed.calls == ["join_and_delete", "delete_batches", "delete_batches", "publish_answer"]
     assert replayed.ctx.promised == []
+
+
+def test_the_first_step_and_the_answer_are_checkpointed_by_the_ledger_not_the_runtime() -> None:
+    """Only the steps whose re-run the ledger makes harmless go without a promise of their own:
+    the join (idempotent by the request's key) and the answer (the same bytes again); the batches
+    after the first step, a failure's closing and the pauses keep their checkpoints."""
+    run = Promises(store_with(30)).start(request(1), params=WorkflowParams(10, 0.5, 0))
+    assert run.finish() == completed(1, [30, 3])
+    assert run.calls == [
+        "join_and_delete",
+        "sleep",
+        "delete_batches",
+        "sleep",
+        "delete_batches",
+        "publish_answer",
+    ]
+    assert run.ctx.ledger_checkpointed == ["join_and_delete", "publish_answer"]
+
+
+def test_a_replay_after_the_attempt_closed_answers_from_the_ledger_without_deleting() -> None:
+    """A crash after the attempt closed but before the workflow's result was stored: the replay's
+    join finds the request's attempt closed and answers with its totals, deleting nothing — not
+    even rows the record has gained since — and publishes the same answer again."""
+    store = store_with(25)
+    promises = Promises(store)
+    run = promises.start(request(1))
+    assert run.finish() == completed(1, [25, 3])
+    store.add_record(RecordId("r"), 7)  # the record is back, with new rows, before the replay
+
+    replayed = promises.replay(run)
+    assert replayed.finish() == completed(1, [25, 3])
+    assert replayed.calls == ONE_STEP
+    assert store.count_rows(RecordId("r")) == 7, "the replay deleted none of the new rows"
+    first, again = promises.answers()
+    assert first == again, "the replay re-published the same answer (the documented publish window)"
+    [attempt] = store.attempts(RecordId("r"))
+    assert (attempt.state, attempt.totals) == ("done", AttemptTotals(25, 3))
+
+
+def test_a_replay_after_the_attempt_failed_answers_with_the_same_failure() -> None:
+    inner = store_with(50)
+    promises = Promises(FailingOnCall(inner, 1, error=PERMANENT))
+    run = promises.start(request(1))
+    reason = run.finish()["failure"]
+    assert reason.startswith("DeletionPlanInvalid: ")
+
+    replayed = promises.replay(run)
+    assert replayed.finish() == run.result
+    assert replayed.calls == ["join_and_delete", "fail_attempt", "publish_answer"]
+    assert inner.count_rows(RecordId("r")) == 50, "the replay ran no batch"
+    [attempt] = inner.attempts(RecordId("r"))
+    assert (attempt.state, attempt.reason) == ("failed", reason)
 
 
 def test_request_headers_survive_the_stored_arguments_byte_for_byte() -> None:
