@@ -45,6 +45,7 @@ from tests.harness import (
     ROOT,
     WORKER_COMMAND,
     CpuMeter,
+    EventLog,
     Process,
     ResonateServer,
     Topics,
@@ -237,10 +238,11 @@ def empty_database(postgres: str, prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
-def start(subject: Subject, run: Run, tag: str) -> list[Process]:
-    """The subject's processes, once its consumer group holds every partition."""
+def start(subject: Subject, run: Run, tag: str, events: Callable[[], EventLog] = EventLog) -> list[Process]:
+    """The subject's processes, once its consumer group holds every partition (each process's
+    events go to an `events()` of its own)."""
     env, command = subject.env(run), command_of(subject)
-    procs = [Process(command, env, run.logdir / f"{tag}-{k}.log") for k in range(subject.processes)]
+    procs = [Process(command, env, run.logdir / f"{tag}-{k}.log", events()) for k in range(subject.processes)]
 
     def ready() -> bool:
         for p in procs:

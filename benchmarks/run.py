@@ -1,8 +1,10 @@
 """The benchmark suite: `python -m benchmarks.run [--smoke|--full]` (normally via `scripts/bench.sh`).
 
 Sections: `handoff` (hand-off and end-to-end rates of the worker against the naive sequential
-consumer, a DBOS Transact peer and the server's raw promise-create rate; `--subjects` picks some)
-and `deletion` (rows/s by batch size). Every repeat measures each subject and its baselines back to
+consumer, a DBOS Transact peer and the server's raw promise-create rate; `--subjects` picks some),
+`deletion` (rows/s by batch size) and `growth` (runs of 1,000 to 100,000 records fed by a paced
+producer: does the rate hold from the first fifth of a run to the last, and the memory stay
+bounded; benchmarks/growth.py). Every repeat measures each subject and its baselines back to
 back, in an order that rotates from one repeat to the next, so a drift in the machine's load hits
 them alike; the report gives medians over repeats and medians of the per-repeat ratios. Raw figures
 go to benchmarks/results.json, the tables into BENCHMARKS.md's generated block (benchmarks.report);
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -29,8 +32,8 @@ from typing import Any
 from tests.harness import ROOT, ResonateServer, Topics, kafka_bootstrap, scratch_database, unique
 from tests.harness.database import engine, seed
 
-from benchmarks import deletion, handoff
-from benchmarks.handoff import SUBJECTS, Run
+from benchmarks import deletion, growth, handoff
+from benchmarks.handoff import SUBJECTS, Run, Subject
 
 
 @dataclass
@@ -53,14 +56,22 @@ class Mode:
     )
     batches: tuple[int, ...] = (100, 1000, 10_000)
     create_threads: int = 8
+    growth_sizes: tuple[int, ...] = (1000, 10_000)  # records per growth run (each size once)
 
 
 MODES = {
-    "smoke": Mode("smoke", repeats=1, n=100, batches_per_run=10, del_rows=20_000),
+    "smoke": Mode("smoke", repeats=1, n=100, batches_per_run=10, del_rows=20_000, growth_sizes=(300, 1000)),
     "quick": Mode("quick", repeats=3, n=1000, batches_per_run=50, del_rows=500_000),
-    "full": Mode("full", repeats=5, n=1000, batches_per_run=200, del_rows=2_000_000),
+    "full": Mode(
+        "full",
+        repeats=5,
+        n=1000,
+        batches_per_run=200,
+        del_rows=2_000_000,
+        growth_sizes=(1000, 10_000, 100_000),
+    ),
 }
-SECTIONS = ("handoff", "deletion")
+SECTIONS = ("handoff", "deletion", "growth")
 CREATE = "create"  # the raw promise-create baseline: a `--subjects` name like the subjects'
 
 
@@ -76,9 +87,11 @@ class Suite:
         workdir: Path,
         settings: dict[str, str],
         subjects: frozenset[str] = frozenset((*SUBJECTS, CREATE)),
+        growth_options: growth.Options | None = None,
     ) -> None:
         self.mode, self.out, self.workdir, self.settings = mode, out, workdir, settings
         self.subjects = subjects
+        self.growth_options = growth_options or growth.Options(mode.growth_sizes)
         self.bootstrap = kafka_bootstrap()
         url = os.environ.get("DATABASE_URL", "")
         self.postgres = url if url.startswith("postgresql") else None
@@ -163,6 +176,15 @@ class Suite:
         db = engine(db_url)
         seed(db, dict.fromkeys(ids, self.mode.rows_each), vacuum=True)
         db.dispose()
+        with self.subject_run(subject, name, db_url, tag, partitions=4, batch=1000) as run:
+            return handoff.measure(subject, run, ids, tag)
+
+    @contextlib.contextmanager
+    def subject_run(
+        self, subject: Subject, name: str, db_url: str, tag: str, *, partitions: int, batch: int
+    ) -> Iterator[Run]:
+        """A run of `subject` on fresh topics, with its own Resonate server or system database if it
+        needs one; all of them thrown away after."""
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(self.resonate(tag)) if subject.durable else None
             system_db = None
@@ -173,12 +195,30 @@ class Suite:
                     )
                 system_db = stack.enter_context(handoff.empty_database(self.postgres, f"{name}_sys"))
             run = replace(
-                self.run_of(db_url, tag, partitions=4, batch=1000, server=server), system_db=system_db
+                self.run_of(db_url, tag, partitions=partitions, batch=batch, server=server),
+                system_db=system_db,
             )
             try:
-                return handoff.measure(subject, run, ids, tag)
+                yield run
             finally:
                 run.topics.delete(self.bootstrap)
+
+    # ------------------------------------------------------------------------------ growth
+    def growth(self) -> None:
+        """Each size once; at each size the subjects back to back, in an order rotating by size."""
+        o = self.growth_options
+        for k, n in enumerate(o.sizes):
+            names = [s for s in growth.SUBJECTS if s in self.subjects and (s != "dbos" or n <= o.dbos_max)]
+            log(f"== growth: n={n:,}, producing at {o.rate:,.0f} msg/s, subjects {names}")
+            for name in rotate(names, k):
+                self.attempt("growth", f"{name}:{n}", 0, functools.partial(self._growth, name, n))
+
+    def _growth(self, name: str, n: int) -> dict[str, Any]:
+        o, subject, tag = self.growth_options, growth.SUBJECTS[name], unique(f"g{name}")
+        with scratch_database("sqlite") as url:
+            growth.seed(url, tag, n, self.mode.rows_each)
+            with self.subject_run(subject, name, url, tag, partitions=o.partitions, batch=o.batch) as run:
+                return growth.measure(subject, run, tag, n, o.rate)
 
     # ------------------------------------------------------------------------------ deletion
     def deletion(self) -> None:
@@ -237,8 +277,9 @@ def rotate[T](items: list[T], k: int) -> list[T]:
 
 
 def _brief(v: dict[str, Any]) -> str:
-    keys = ("handoff_rate", "durable_rate", "e2e_rate", "rate")
-    return " ".join(f"{k}={v[k]:,.1f}" for k in keys if k in v)
+    keys = ("handoff_rate", "durable_rate", "e2e_rate", "rate", "fifth_ratio")
+    brief = " ".join(f"{k}={v[k]:,.{3 if k == 'fifth_ratio' else 1}f}" for k in keys if k in v)
+    return brief + (f" rss={v['rss_kb'] / 1024:,.0f}MiB" if "rss_kb" in v else "")
 
 
 def facts(postgres: str | None) -> dict[str, Any]:
@@ -307,6 +348,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="override the mode's repeats")
     p.add_argument("-n", type=int, help="override the records per hand-off run")
     p.add_argument("--handoff-concurrency", type=int, help="WORKER_HANDOFF_CONCURRENCY of the workers")
+    p.add_argument(
+        "--growth-sizes",
+        help="comma-separated records per growth run (default: smoke 300,1000; quick 1000,10000; "
+        "full 1000,10000,100000)",
+    )
+    p.add_argument(
+        "--growth-rate",
+        type=float,
+        default=growth.RATE,
+        help="msg/s of the growth section's paced producer (default %(default)s: above the subjects' "
+        "capacity, so a backlog builds)",
+    )
+    p.add_argument(
+        "--growth-dbos-max",
+        type=int,
+        default=growth.DBOS_MAX,
+        help="largest growth size the DBOS subject runs at (default %(default)s)",
+    )
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.json"), help="raw figures (JSON)")
     p.add_argument(
         "--report",
@@ -319,6 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     mode = MODES["smoke" if args.smoke else "full" if args.full else "quick"]
     mode.repeats = args.repeats or mode.repeats
     mode.n = args.n or mode.n
+    if args.growth_sizes:
+        try:
+            mode.growth_sizes = tuple(int(x) for x in args.growth_sizes.split(",") if x.strip())
+        except ValueError:
+            p.error(f"--growth-sizes: comma-separated integers, not {args.growth_sizes!r}")
+    if any(x < 5 for x in mode.growth_sizes) or args.growth_rate <= 0:
+        p.error("growth sizes of at least 5 records (five fifths) and a positive --growth-rate")
+    options = growth.Options(mode.growth_sizes, args.growth_rate, args.growth_dbos_max)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(sections) - set(SECTIONS):
         p.error(f"unknown section(s) {sorted(set(sections) - set(SECTIONS))}; choose from {SECTIONS}")
@@ -332,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    suite = Suite(mode, Path(args.results), workdir, settings, subjects)
+    suite = Suite(mode, Path(args.results), workdir, settings, subjects, options)
     started = time.time()
     suite.results |= {
         "mode": asdict(mode),
@@ -343,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "git": git_rev(),
         "settings": settings,
+        **({"growth": asdict(options)} if "growth" in sections else {}),
         "facts": facts(suite.postgres),
         "workdir": str(workdir),
     }

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # The benchmark suite, one command (`make bench` runs it):
 #   scripts/bench.sh [--full] [--only SECTIONS] [--subjects worker,naive] [-n N] [...]
+#   scripts/bench.sh --only growth --growth-sizes 1000,10000,100000   # the growth section alone
 #   scripts/bench.sh --prepare        # only step 1: the virtual environments
 #
 # 1. .venv (scripts/bootstrap.sh) and the benchmark-only profiler py-spy in it (if missing), and
-#    .venv-bench-dbos, the DBOS subject's own virtual environment (same Python as .venv; dbos
-#    pinned below, confluent-kafka/SQLAlchemy/psycopg at .venv's versions), so dbos and its
-#    dependencies never touch the worker's environment; made again when a pin changes;
+#    .venv-bench-dbos, the benchmark-only virtual environment (same Python as .venv): the DBOS
+#    subject (dbos pinned below, confluent-kafka/SQLAlchemy/psycopg at .venv's versions) and
+#    matplotlib for the growth section's plot, so neither touches the worker's environment; made
+#    again when a pin changes;
 # 2. Kafka, the Resonate server and PostgreSQL via scripts/services.sh in this run's own state
 #    dir (RECORD_DELETER_SERVICES_DIR, default a new temp dir), unless all four endpoints are
 #    given: BROKER_BOOTSTRAP_SERVERS, RESONATE_URL + RESONATE_MESSAGE_SOURCE_PORT,
 #    DATABASE_URL (then nothing is started or stopped);
-# 3. python -m benchmarks.run "$@" -> benchmarks/results.json and BENCHMARKS.md;
+# 3. python -m benchmarks.run "$@" -> benchmarks/results.json, BENCHMARKS.md, benchmarks/growth.png;
 # 4. the services it started are stopped again (also on failure or Ctrl-C).
-# Quick mode takes about 10 minutes on 2 cores (--smoke ~2, --full an hour or more). See benchmarks/README.md.
+# Quick mode takes about 15 minutes on 2 cores (--smoke ~3, --full an hour or more). See benchmarks/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -26,21 +28,23 @@ if [[ ! -x .venv/bin/py-spy ]]; then
 fi
 
 # The DBOS subject (benchmarks/dbos_worker.py). 3.4.0: the release the subject was written and
-# checked against. pip's own cache keeps the downloads.
+# checked against. matplotlib: benchmarks/plot.py draws benchmarks/growth.png with it (run by
+# benchmarks.report through this environment's python). pip's own cache keeps the downloads.
 DBOS_VERSION=3.4.0
+MATPLOTLIB_VERSION=3.11.2
 dbos_venv=.venv-bench-dbos
-dbos_pins="dbos==$DBOS_VERSION $(.venv/bin/python -c '
+dbos_pins="dbos==$DBOS_VERSION matplotlib==$MATPLOTLIB_VERSION $(.venv/bin/python -c '
 from importlib.metadata import version
 print(" ".join(f"{p}=={version(p)}" for p in ("confluent-kafka", "SQLAlchemy", "psycopg", "psycopg-binary")))')"
 if [[ "$(cat "$dbos_venv/pins" 2>/dev/null)" != "$dbos_pins" ]]; then
-  echo "[bench] making $dbos_venv for the DBOS subject: $dbos_pins" >&2
+  echo "[bench] making $dbos_venv (DBOS subject, growth plot): $dbos_pins" >&2
   rm -rf "$dbos_venv"
   # shellcheck disable=SC2086  # the pins are words
   if .venv/bin/python -m venv "$dbos_venv" && "$dbos_venv/bin/python" -m pip install -q $dbos_pins >&2; then
     echo "$dbos_pins" >"$dbos_venv/pins"
   else
     rm -rf "$dbos_venv"
-    echo "[bench] $dbos_venv could not be made: the DBOS subject's runs will fail" >&2
+    echo "[bench] $dbos_venv could not be made: the DBOS subject's runs and the growth plot will fail" >&2
   fi
 fi
 if [[ "${1:-}" == "--prepare" ]]; then
