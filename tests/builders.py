@@ -126,6 +126,7 @@ def kafka_source(client: KafkaClientConfig, topic: str, group: str) -> KafkaRequ
         group,
         unavailable_after=b.unavailable_after_seconds,
         session_timeout=b.session_timeout_seconds,
+        group_protocol=b.effective_group_protocol,
     )
 
 

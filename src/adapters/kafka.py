@@ -85,6 +85,7 @@ class KafkaRequestSource(RequestSource):
         *,
         unavailable_after: float,
         session_timeout: float,
+        group_protocol: str,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         self._topic = topic
@@ -99,15 +100,35 @@ class KafkaRequestSource(RequestSource):
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
-            "session.timeout.ms": int(session_timeout * 1000),
-            "heartbeat.interval.ms": max(100, int(session_timeout * 1000 / 3)),
+            **self._group_settings(group_protocol, session_timeout),
             "error_cb": self._on_error,
             **(extra or {}),
         }
         self._consumer = Consumer(conf)
         self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
+    @staticmethod
+    def _group_settings(protocol: str, session_timeout: float) -> dict[str, Any]:
+        """`consumer` (KIP-848): the broker owns the assignment and the session timeout (librdkafka
+        refuses the classic session settings with it). `classic`: eager rebalances, our timeout."""
+        if protocol == "consumer":
+            return {"group.protocol": "consumer"}
+        if protocol == "classic":
+            return {
+                "group.protocol": "classic",
+                "session.timeout.ms": int(session_timeout * 1000),
+                "heartbeat.interval.ms": max(100, int(session_timeout * 1000 / 3)),
+            }
+        raise ValueError(f"group protocol must be 'consumer' or 'classic', got {protocol!r}")
+
     def _on_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE):
+            log.error(
+                "kafka consumer: %s; a broker without the KIP-848 consumer group protocol needs "
+                "BROKER_GROUP_PROTOCOL=classic",
+                err.str(),
+            )
+            return
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             if self._down_since is None:
                 self._down_since = time.monotonic()

@@ -102,6 +102,7 @@ class KafkaBroker(containers.DeclarativeContainer):
         group=settings.provided.group,
         unavailable_after=settings.provided.unavailable_after_seconds,
         session_timeout=settings.provided.session_timeout_seconds,
+        group_protocol=settings.provided.effective_group_protocol,
     )
     request_producer = providers.Singleton(KafkaRequestProducer, client=client)
     topic_admin = providers.Singleton(KafkaTopicAdmin, client=client)

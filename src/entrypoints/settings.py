@@ -60,6 +60,13 @@ class BrokerSettings(_Concern):
     # its partitions move. librdkafka's 45 s default stalls the group for that long after every
     # crash (RELIABILITY.md, F6); the broker's floor is group.min.session.timeout.ms (6 s).
     session_timeout_seconds: float = Field(default=10.0, ge=1, le=3600)
+    # The consumer group protocol. `consumer` (KIP-848, Kafka 4): the broker moves partitions one
+    # member at a time, so a worker joining or dying never stops the others, and a backlog spreads
+    # over a worker added to drain it; its session timeout is the broker's
+    # `group.consumer.session.timeout.ms` (45 s by default; BROKER_SESSION_TIMEOUT_SECONDS is for
+    # `classic`). `classic`: eager rebalances, for brokers without KIP-848 (Kafka < 4, Redpanda).
+    # Unset: `consumer` for BROKER_KIND=kafka, `classic` for redpanda.
+    group_protocol: Literal["consumer", "classic"] | None = None
     delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("request_topic", "completion_topic", "failure_topic", "dead_letter_topic", "group")
@@ -68,6 +75,10 @@ class BrokerSettings(_Concern):
         if not v or len(v) > 249 or not all(c.isalnum() or c in "._-" for c in v):
             raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
         return v
+
+    @property
+    def effective_group_protocol(self) -> str:
+        return self.group_protocol or ("classic" if self.kind == "redpanda" else "consumer")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -171,7 +182,10 @@ class WorkflowSettings(_Concern):
 class WorkerSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="forbid")
 
-    max_in_flight: int = Field(default=1000, ge=0, le=1_000_000, description="0 = unbounded")
+    # Low enough that a worker added to drain a backlog gets its share (the rest waits in Kafka,
+    # not in one worker's hands: BENCHMARKS.md, scale-out); high enough that that many very large
+    # records at once still leave room for small ones.
+    max_in_flight: int = Field(default=32, ge=0, le=1_000_000, description="0 = unbounded")
     handoff_concurrency: int = Field(default=8, ge=1, le=256)
     handoff_retry_seconds: float = Field(default=60.0, gt=0, le=86_400)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics endpoint")

@@ -29,6 +29,43 @@ def test_defaults_are_production_shaped() -> None:
     assert s.workflow.batch_size == 1000
 
 
+@pytest.mark.parametrize(
+    ("env", "protocol"),
+    [
+        ({}, "consumer"),
+        ({"BROKER_KIND": "redpanda"}, "classic"),
+        ({"BROKER_GROUP_PROTOCOL": "classic"}, "classic"),
+        ({"BROKER_KIND": "redpanda", "BROKER_GROUP_PROTOCOL": "consumer"}, "consumer"),
+    ],
+)
+def test_the_group_protocol_is_kip_848_on_kafka_and_classic_on_redpanda_unless_set(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], protocol: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().broker.effective_group_protocol == protocol
+
+
+def test_the_consumer_protocol_leaves_the_session_to_the_broker() -> None:
+    from record_deleter.adapters.kafka import KafkaRequestSource
+
+    assert KafkaRequestSource._group_settings("consumer", 10) == {"group.protocol": "consumer"}
+    classic = KafkaRequestSource._group_settings("classic", 10)
+    assert (classic["group.protocol"], classic["session.timeout.ms"]) == ("classic", 10_000)
+
+
+def test_an_unknown_group_protocol_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    os.environ["BROKER_GROUP_PROTOCOL"] = "eager"
+    try:
+        assert main(["status"]) == 2
+    finally:
+        del os.environ["BROKER_GROUP_PROTOCOL"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "BROKER_GROUP_PROTOCOL" in err[0], err
+
+
 def test_there_is_no_default_database() -> None:
     """Which database's rows get deleted is never a guess: without DATABASE_URL there is none."""
     assert load_settings().database.url is None
