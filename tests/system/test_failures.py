@@ -30,6 +30,7 @@ from tests.harness import (
     FAULT_WORKER_COMMAND,
     Deployment,
     Outcome,
+    Process,
     Supervisor,
     completion_ids,
     database,
@@ -703,6 +704,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
     per_wave = -(-total // waves)
     plan = [records[i : i + per_wave] for i in range(0, total, per_wave)]
     kills: list[float] = []
+    killed: list[Process] = []
     produced_at: dict[str, float] = {}
     started = time.monotonic()
     with (
@@ -725,6 +727,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
                 alive = workers.alive()
                 victims = rng.sample(alive, min(len(alive), 2 if rng.random() < 0.2 else 1))
                 for v in victims:
+                    killed.append(workers.slots[v].procs[-1])
                     workers.kill(v)
                     kills.append(time.monotonic())
                 next_kill = time.monotonic() + rng.uniform(3, 8)
@@ -742,6 +745,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
         handed = first_handoffs(workers)
     workers.assert_clean_stop()
     waits = sorted(handed[r.id] - produced_at[r.id] for r in records)
+    in_flight_at_kills = sum(unanswered(p) for p in killed)
     failures = len(kills) + len(crashes)
     outcome.check(max_extra_per_record=failures, max_copies=1 + failures)
     extra = outcome.extra_batches
@@ -759,5 +763,20 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
         handoff_wait_max_seconds=round(waits[-1], 1),
         recovery_seconds=round(completed_at - last_kill, 1),
         run_seconds=round(time.monotonic() - started, 1),
+        in_flight_on_killed_workers=in_flight_at_kills,
+        republished_per_in_flight=round(outcome.duplicates / max(in_flight_at_kills, 1), 3),
         **outcome.figures(),
     )
+
+
+def unanswered(process: Process) -> int:
+    """Requests a (killed) worker process handed off and did not answer: in flight when it died
+    (a redelivered request, whose workflow existed already, is not counted)."""
+    events = process.events.all()
+    handed = {(e["partition"], e["offset"]) for e in events if e.name == "handed_off"}
+    answered_or_elsewhere = {
+        (e["partition"], e["offset"])
+        for e in events
+        if e.name in ("completion_published", "failure_published", "duplicate")
+    }
+    return len(handed - answered_or_elsewhere)
