@@ -2,13 +2,14 @@
 
 Sections: `handoff` (hand-off and end-to-end rates of the worker against the naive sequential
 consumer, a DBOS Transact peer and the server's raw promise-create rate; `--subjects` picks some),
-`deletion` (rows/s by batch size) and `growth` (runs of 1,000 to 100,000 records fed by a paced
+`deletion` (rows/s by batch size), `growth` (runs of 1,000 to 100,000 records fed by a paced
 producer: does the rate hold from the first fifth of a run to the last, and the memory stay
-bounded; benchmarks/growth.py). Every repeat measures each subject and its baselines back to
-back, in an order that rotates from one repeat to the next, so a drift in the machine's load hits
-them alike; the report gives medians over repeats and medians of the per-repeat ratios. Raw figures
-go to benchmarks/results.json, the tables into BENCHMARKS.md's generated block (benchmarks.report);
-the interpretation around them is written by hand.
+bounded; benchmarks/growth.py) and `scaleout` (1 and 2 workers started at once on a backlog: each
+one's share of it, and the rate; benchmarks/scaleout.py). Every repeat measures each subject and
+its baselines back to back, in an order that rotates from one repeat to the next, so a drift in
+the machine's load hits them alike; the report gives medians over repeats and medians of the
+per-repeat ratios. Raw figures go to benchmarks/results.json, the tables into BENCHMARKS.md's
+generated block (benchmarks.report); the interpretation around them is written by hand.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from tests.harness import ROOT, ResonateServer, Topics, kafka_bootstrap, scratch_database, unique
 from tests.harness.database import engine, seed
 
-from benchmarks import deletion, growth, handoff
+from benchmarks import deletion, growth, handoff, scaleout
 from benchmarks.handoff import SUBJECTS, Run, Subject
 
 
@@ -57,10 +58,19 @@ class Mode:
     batches: tuple[int, ...] = (100, 1000, 10_000)
     create_threads: int = 8
     growth_sizes: tuple[int, ...] = (1000, 10_000)  # records per growth run (each size once)
+    scaleout_n: int = 1000  # records of the backlog per scale-out run
 
 
 MODES = {
-    "smoke": Mode("smoke", repeats=1, n=100, batches_per_run=10, del_rows=20_000, growth_sizes=(300, 1000)),
+    "smoke": Mode(
+        "smoke",
+        repeats=1,
+        n=100,
+        batches_per_run=10,
+        del_rows=20_000,
+        growth_sizes=(300, 1000),
+        scaleout_n=300,
+    ),
     "quick": Mode("quick", repeats=3, n=1000, batches_per_run=50, del_rows=500_000),
     "full": Mode(
         "full",
@@ -71,7 +81,7 @@ MODES = {
         growth_sizes=(1000, 10_000, 100_000),
     ),
 }
-SECTIONS = ("handoff", "deletion", "growth")
+SECTIONS = ("handoff", "deletion", "growth", "scaleout")
 CREATE = "create"  # the raw promise-create baseline: a `--subjects` name like the subjects'
 
 
@@ -88,10 +98,12 @@ class Suite:
         settings: dict[str, str],
         subjects: frozenset[str] = frozenset((*SUBJECTS, CREATE)),
         growth_options: growth.Options | None = None,
+        scaleout_options: scaleout.Options | None = None,
     ) -> None:
         self.mode, self.out, self.workdir, self.settings = mode, out, workdir, settings
         self.subjects = subjects
         self.growth_options = growth_options or growth.Options(mode.growth_sizes)
+        self.scaleout_options = scaleout_options or scaleout.Options(mode.scaleout_n)
         self.bootstrap = kafka_bootstrap()
         url = os.environ.get("DATABASE_URL", "")
         self.postgres = url if url.startswith("postgresql") else None
@@ -220,6 +232,24 @@ class Suite:
             with self.subject_run(subject, name, url, tag, partitions=o.partitions, batch=o.batch) as run:
                 return growth.measure(subject, run, tag, n, o.rate)
 
+    # ------------------------------------------------------------------------------ scale-out
+    def scaleout(self) -> None:
+        """Each repeat: 1 worker and 2 workers on a backlog of their own, in alternating order."""
+        o, m = self.scaleout_options, self.mode
+        for r in range(m.repeats):
+            log(f"== scale-out: repeat {r + 1}/{m.repeats}, backlog of {o.n:,}, workers {o.workers}")
+            for k in rotate(list(o.workers), r):
+                self.attempt("scaleout", f"workers:{k}", r, functools.partial(self._scaleout, k))
+
+    def _scaleout(self, workers: int) -> dict[str, Any]:
+        o, tag = self.scaleout_options, unique(f"s{workers}")
+        subject = scaleout.subject(workers)
+        with scratch_database("sqlite") as url:
+            growth.seed(url, tag, o.n, self.mode.rows_each)
+            with self.subject_run(subject, "worker", url, tag, partitions=o.partitions, batch=o.batch) as run:
+                # the worker's defaults are what is under test: no --handoff-concurrency here
+                return scaleout.measure(subject, replace(run, settings=()), tag, o.n)
+
     # ------------------------------------------------------------------------------ deletion
     def deletion(self) -> None:
         m = self.mode
@@ -277,8 +307,8 @@ def rotate[T](items: list[T], k: int) -> list[T]:
 
 
 def _brief(v: dict[str, Any]) -> str:
-    keys = ("handoff_rate", "durable_rate", "e2e_rate", "rate", "fifth_ratio")
-    brief = " ".join(f"{k}={v[k]:,.{3 if k == 'fifth_ratio' else 1}f}" for k in keys if k in v)
+    keys = ("handoff_rate", "durable_rate", "e2e_rate", "rate", "fifth_ratio", "min_share", "max_share")
+    brief = " ".join(f"{k}={v[k]:,.{1 if k.endswith('rate') else 3}f}" for k in keys if k in v)
     return brief + (f" rss={v['rss_kb'] / 1024:,.0f}MiB" if "rss_kb" in v else "")
 
 
@@ -366,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         default=growth.DBOS_MAX,
         help="largest growth size the DBOS subject runs at (default %(default)s)",
     )
+    p.add_argument(
+        "--scaleout-n",
+        type=int,
+        help="records of the scale-out section's backlog (default: smoke 300, quick and full 1000)",
+    )
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.json"), help="raw figures (JSON)")
     p.add_argument(
         "--report",
@@ -383,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             mode.growth_sizes = tuple(int(x) for x in args.growth_sizes.split(",") if x.strip())
         except ValueError:
             p.error(f"--growth-sizes: comma-separated integers, not {args.growth_sizes!r}")
+    mode.scaleout_n = args.scaleout_n or mode.scaleout_n
+    if mode.scaleout_n < 1:
+        p.error("--scaleout-n: at least 1 record")
     if any(x < 5 for x in mode.growth_sizes) or args.growth_rate <= 0:
         p.error("growth sizes of at least 5 records (five fifths) and a positive --growth-rate")
     options = growth.Options(mode.growth_sizes, args.growth_rate, args.growth_dbos_max)
@@ -399,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    suite = Suite(mode, Path(args.results), workdir, settings, subjects, options)
+    suite = Suite(
+        mode, Path(args.results), workdir, settings, subjects, options, scaleout.Options(mode.scaleout_n)
+    )
     started = time.time()
     suite.results |= {
         "mode": asdict(mode),
@@ -411,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_rev(),
         "settings": settings,
         **({"growth": asdict(options)} if "growth" in sections else {}),
+        **({"scaleout": asdict(suite.scaleout_options)} if "scaleout" in sections else {}),
         "facts": facts(suite.postgres),
         "workdir": str(workdir),
     }
