@@ -513,7 +513,9 @@ resonate_cmd() {
       --aio-store-postgres-database "${10}"
       --aio-store-postgres-query sslmode=disable)
   else
-    RESONATE_CMD+=(--aio-store-sqlite-path "$dir/resonate.db")
+    # WAL with synchronous=NORMAL: the durability record-deleter gives its own SQLite database
+    # (src/adapters/sql_engine.py), instead of the driver's rollback journal and an fsync per commit
+    RESONATE_CMD+=(--aio-store-sqlite-path "$dir/resonate.db${SERVICES_RESONATE_SQLITE_QUERY-?_journal_mode=WAL&_synchronous=NORMAL}")
   fi
 }
 

@@ -32,10 +32,10 @@ from ..domain.workflow import PORTS, REQUEST_WORKFLOW, WorkflowPorts, answer_req
 from .resonate_sdk_patches import (
     KeepAliveRemoteStore,
     ThreadSafeLocalStore,
-    forget_loggers,
     guard_callback_race,
     observe_creation,
     sdk_shut_down,
+    share_context_loggers,
     skip_redundant_task_completion,
 )
 
@@ -93,12 +93,13 @@ def build_resonate(
     message_source_port: int,
     group: str,
     ttl: int,
-    workers: int | None,
+    workers: int,
     request_retries: int,
     auth: tuple[str, str] | None,
     log_level: int = logging.WARNING,
 ) -> Resonate:
     """A Resonate client. Remote requests retry `request_retries` times, 1 s apart, then fail."""
+    share_context_loggers(log_level)
     if mode == "local":
         store = ThreadSafeLocalStore()
         return Resonate(
@@ -217,7 +218,6 @@ class ResonateRuntime(WorkflowStarter):
     def _finished(self, key: str, _future: object = None) -> None:
         with self._lock:
             self._handles.pop(key, None)
-        forget_loggers(key)
 
     def in_flight(self) -> int:
         with self._lock:

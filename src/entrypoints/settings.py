@@ -131,7 +131,10 @@ class ResonateSettings(_Concern):
     message_source_port: int = Field(default=8002, ge=1, le=65535)
     group: str = "record-deleter"
     ttl: int = Field(default=10, ge=1, le=3600)
-    workers: int | None = Field(default=None, ge=1, le=1024)
+    # Threads running steps. A step mostly waits (a database commit, the broker's acknowledgement
+    # of an answer), so more threads than cores pay: 8 ran 1.2x the SDK's default of one per core
+    # end to end on 2 cores (BENCHMARKS.md); 16 no more than 8.
+    workers: int = Field(default=8, ge=1, le=1024)
     request_retries: int = Field(default=30, ge=0, le=100_000)
     username: str | None = None
     password: SecretStr | None = None
