@@ -7,9 +7,10 @@ the "rows left?" probe, an audit row, one transaction per batch), publishes the 
 (`[id, offset]`) and waits for the broker's acknowledgement, then commits the request's offset
 (synchronously; no auto-commit) and polls the next one. At least once, like the worker: a crash
 before the commit redoes the record from its first batch on restart (the deletes find nothing
-left, the audit gets a row per batch again, the completion may be published twice). No workflow,
-no concurrency, no durable progress. It emits the worker's `completion_published` event as a
-JSON line, so the harness reads it like a worker.
+left, the audit gets a row per batch again, the completion may be published twice). Its engine is
+the worker's (`make_engine`: on SQLite, WAL with synchronous=NORMAL), so every store commits with
+the same durability. No workflow, no concurrency, no durable progress. It emits the worker's
+`completion_published` event as a JSON line, so the harness reads it like a worker.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import os
 import sys
 
 from confluent_kafka import Consumer, KafkaError, Producer
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+
+from record_deleter.adapters.sql_engine import make_engine
 
 PLAN = (("record_rows", "record_id"), ("records", "id"))  # the sample tables, children first
 
@@ -27,9 +30,9 @@ PLAN = (("record_rows", "record_id"), ("records", "id"))  # the sample tables, c
 def main() -> None:
     env = os.environ
     batch = int(env.get("WORKFLOW_BATCH_SIZE", "1000"))
-    engine = create_engine(
-        env["DATABASE_URL"], **({} if env["DATABASE_URL"].startswith("sqlite") else {"pool_size": 1})
-    )
+    # the worker's engine: the same SQLite journal and synchronous settings (WAL, NORMAL), so
+    # both commit with the same durability
+    engine = make_engine(env["DATABASE_URL"], pool_size=1)
     deletes = [
         (
             text(f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {k} = :key LIMIT :n)"),

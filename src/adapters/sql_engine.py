@@ -12,12 +12,22 @@ def make_engine(url: str, *, pool_size: int) -> Engine:
     """An engine tuned for many short transactions from workflow threads."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # One connection per process: SQLite runs one writer at a time anyway, and threads queued
+        # on the pool wake as soon as it is free, where threads on connections of their own poll
+        # for SQLite's lock with growing sleeps (two thirds of the step threads' time with 8 of
+        # them, in a profile of the benchmark's end-to-end run). Other processes still meet
+        # SQLite's lock, and wait for it up to the busy timeout.
+        in_memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            **({} if in_memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}),
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            if parsed.database not in (None, "", ":memory:"):
+            if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
