@@ -92,6 +92,7 @@ class KafkaRequestSource(RequestSource):
         self._unavailable_after = unavailable_after
         self._down_since: float | None = None
         self._paused = False
+        self._held: set[int] = set()
         conf = {
             **client.to_confluent(),
             "group.id": group,
@@ -136,13 +137,21 @@ class KafkaRequestSource(RequestSource):
         else:
             log.error("kafka consumer error: %s", err.str())
 
+    # The callbacks get the whole assignment with the classic protocol (every revoke takes all)
+    # and only the change with the consumer protocol; `holding` is the worker's partitions either way.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("assigned partitions %s", [p.partition for p in partitions])
+        self._held |= {p.partition for p in partitions}
+        log.info("assigned partitions %s: holding %s", [p.partition for p in partitions], sorted(self._held))
         if self._paused:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoking partitions %s: committing stored offsets", [p.partition for p in partitions])
+        self._held -= {p.partition for p in partitions}
+        log.info(
+            "revoking partitions %s: committing stored offsets; holding %s",
+            [p.partition for p in partitions],
+            sorted(self._held),
+        )
         self._commit_quietly(consumer)
 
     @staticmethod

@@ -4,6 +4,7 @@ supervisor that restarts every exit and counts it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -322,3 +323,9 @@ def holders(supervisor: Supervisor, record_ids: Sequence[str]) -> dict[int, int]
         seen = {str(e["record_id"]) for e in latest if e.name == "step_deleted"}
         out[slot.index] = len(seen & wanted)
     return out
+
+
+def held_partitions(log_text: str) -> list[int]:
+    """The partitions a worker holds, from its latest 'holding [..]' log line ([] before any)."""
+    lines = [line for line in log_text.splitlines() if "partitions" in line and "holding [" in line]
+    return json.loads(lines[-1].rsplit("holding ", 1)[1]) if lines else []

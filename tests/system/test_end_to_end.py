@@ -8,7 +8,6 @@ nothing left uncommitted in the consumer group.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +17,7 @@ from tests.conftest import wait_for
 from tests.harness import (
     cli_env,
     committed_lag,
+    held_partitions,
     kafka_bootstrap,
     postgres_url,
     read_topic,
@@ -72,7 +72,7 @@ def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
     ):
         logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
         wait_for(
-            lambda: all(0 < len(last_assignment(log)) < 4 for log in logs),
+            lambda: all(0 < len(held_partitions(log.read_text())) < 4 for log in logs),
             timeout=60,
             message="both workers in the group, the 4 partitions split between them",
         )
@@ -116,9 +116,3 @@ def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
     assert committed_lag(bootstrap, group, topics["BROKER_REQUEST_TOPIC"]) == 0
     # both workers took part (4 partitions, one group)
     assert all("handed_off" in log.read_text() for log in logs)
-
-
-def last_assignment(log: Path) -> list[int]:
-    """Partitions in the worker's latest 'assigned partitions [..]' log line ([] if none yet)."""
-    lines = [line for line in log.read_text().splitlines() if "assigned partitions" in line]
-    return json.loads(lines[-1].split("assigned partitions ", 1)[1]) if lines else []

@@ -36,6 +36,7 @@ from tests.harness import (
     database,
     first_handoffs,
     free_port,
+    held_partitions,
     holders,
     outage,
     report,
@@ -267,7 +268,7 @@ def test_same_record_id_many_times_across_partitions_and_after_completion(
         Supervisor(dep.env, tmp_path, 2, restart=False) as workers,
     ):
         wait_for(
-            lambda: all(0 < len(assigned(workers.log_text(i))) < 3 for i in (0, 1)),
+            lambda: all(0 < len(held_partitions(workers.log_text(i))) < 3 for i in (0, 1)),
             timeout=60,
             message="both workers in the group, the 3 partitions split between them",
         )
@@ -314,11 +315,6 @@ def test_same_record_id_many_times_across_partitions_and_after_completion(
         run_seconds=round(time.monotonic() - started, 1),
         **outcome.figures(),
     )
-
-
-def assigned(log: str) -> list[int]:
-    lines = [line for line in log.splitlines() if "assigned partitions" in line]
-    return json.loads(lines[-1].split("assigned partitions ", 1)[1]) if lines else []
 
 
 # --------------------------------------------------------------------------------------------- 4
