@@ -209,6 +209,9 @@ class KafkaRequestSource(RequestSource):
     def commit(self) -> None:
         self._commit_quietly(self._consumer)
 
+    def held_partitions(self) -> frozenset[int]:
+        return frozenset(self._held)
+
     def pause(self) -> None:
         self._paused = True
         self._consumer.pause(self._consumer.assignment())

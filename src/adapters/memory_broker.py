@@ -145,6 +145,9 @@ class InMemoryRequestSource(RequestSource):
     def mark_done(self, message: InboundMessage) -> None:
         self._done[message.partition] = message.offset + 1
 
+    def held_partitions(self) -> frozenset[int]:
+        return frozenset(range(self._broker.partitions(self._topic)))
+
     def commit(self) -> None:
         for p, offset in self._done.items():
             self._broker.commit(self._group, self._topic, p, offset)

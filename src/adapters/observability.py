@@ -6,9 +6,10 @@ import json
 import logging
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..domain.events import Events
+from .status_http import add_runtime_collectors
 
 log = logging.getLogger("record_deleter.events")
 
@@ -53,6 +54,8 @@ class PrometheusEvents(Events):
     def __init__(self, registry: CollectorRegistry | None = None, in_flight: object = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        if registry is None:
+            add_runtime_collectors(r)
         self.consumed = Counter("record_deleter_messages_consumed", "Request messages polled", registry=r)
         self.handed_off = Counter(
             "record_deleter_messages_handed_off", "Workflows durably created", registry=r
@@ -121,9 +124,6 @@ class PrometheusEvents(Events):
                 self.paused.set(0)
             case _:
                 pass
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
 
 
 class FanOutEvents(Events):

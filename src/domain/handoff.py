@@ -114,6 +114,7 @@ class HandOff:
         )
         self._pending: dict[Future[None], tuple[InboundMessage, OffsetTracker]] = {}
         self._trackers: dict[tuple[str, int], OffsetTracker] = {}
+        self._stepped_at = time.monotonic()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Loop until `should_stop()`; finish the hand-offs under way; commit what was handed off."""
@@ -130,8 +131,13 @@ class HandOff:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             self._source.commit()
 
+    def loop_age(self) -> float:
+        """Seconds since the loop last began a step (liveness: a stuck loop's age grows)."""
+        return time.monotonic() - self._stepped_at
+
     def step(self) -> None:
         """One poll: reap finished hand-offs, apply backpressure, hand off the message if one arrived."""
+        self._stepped_at = time.monotonic()
         self._drain(timeout=0)
         if len(self._pending) >= 2 * self._concurrency:
             self._drain(timeout=self._poll_timeout, at_least_one=True)

@@ -91,6 +91,10 @@ class RequestSource(Protocol):
 
     def close(self) -> None: ...
 
+    def held_partitions(self) -> frozenset[int]:
+        """The partitions this member of the group holds now (readiness)."""
+        ...
+
 
 class TopicWriter(Protocol):
     """Writes one message to a topic; returns once the broker confirmed it, raises BrokerUnavailable

@@ -192,6 +192,10 @@ class WorkerSettings(_Concern):
     handoff_concurrency: int = Field(default=8, ge=1, le=256)
     handoff_retry_seconds: float = Field(default=60.0, gt=0, le=86_400)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics endpoint")
+    # 0.0.0.0 (or the pod's address) for a Prometheus outside the host or a kubelet's probes
+    metrics_address: str = "127.0.0.1"
+    # /healthz fails when the hand-off loop has not turned for this long (a stuck worker)
+    liveness_seconds: float = Field(default=60.0, gt=0, le=3600)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -19,6 +19,8 @@ import os
 import random
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -603,8 +605,19 @@ def test_poison_pills_that_could_crash_the_worker(deployment_factory, tmp_path, 
         assert dlq.poll()[0].headers["dlq-error"]
 
 
+def status_of(port: int, path: str) -> tuple[int, dict[str, str]]:
+    """HTTP status and checks of the worker's status endpoint at `path`."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return resp.status, json.loads(resp.read())["checks"]
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        return err.code, json.loads(body)["checks"] if body.startswith(b"{") else {}
+
+
 def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) -> None:
-    """WORKER_METRICS_PORT serves the worker's counters; after a small run they add up."""
+    """WORKER_METRICS_PORT serves the worker's counters (after a small run they add up), its
+    liveness and readiness; any other path is 404."""
     port = free_port()
     dep = deployment_factory(
         "metrics", partitions=1, WORKFLOW_PAUSE_SECONDS="0.3", WORKER_METRICS_PORT=str(port)
@@ -628,7 +641,11 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
         )
         m = scrape(port)
         audit = dep.audit()
+        ready, live, other = (status_of(port, path) for path in ("/readyz", "/healthz", "/nope"))
         assert workers.exits == []
+    assert ready == (200, {"partitions": "ok", "resonate": "ok", "database": "ok"})
+    assert live == (200, {"loop": "ok", "sdk": "ok"})
+    assert other[0] == 404
     rows = sum(r.rows + 1 for r in records)
     assert m["record_deleter_messages_consumed_total"] == 8
     assert m["record_deleter_messages_handed_off_total"] == 6  # 5 records + the second request
