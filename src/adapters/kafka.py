@@ -5,6 +5,7 @@ Redpanda speaks the same protocol; `adapters.redpanda` only supplies its configu
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -93,6 +94,7 @@ class KafkaRequestSource(RequestSource):
         self._down_since: float | None = None
         self._paused = False
         self._held: set[int] = set()
+        self._lag: int | None = None
         conf = {
             **client.to_confluent(),
             "group.id": group,
@@ -103,6 +105,9 @@ class KafkaRequestSource(RequestSource):
             "enable.partition.eof": False,
             **self._group_settings(group_protocol, session_timeout),
             "error_cb": self._on_error,
+            # consumer lag for the metrics (librdkafka's statistics, every 15 s)
+            "statistics.interval.ms": 15_000,
+            "stats_cb": self._on_stats,
             **(extra or {}),
         }
         self._consumer = Consumer(conf)
@@ -211,6 +216,20 @@ class KafkaRequestSource(RequestSource):
 
     def held_partitions(self) -> frozenset[int]:
         return frozenset(self._held)
+
+    def _on_stats(self, stats_json: str) -> None:
+        try:
+            partitions = json.loads(stats_json)["topics"][self._topic]["partitions"]
+        except (ValueError, KeyError, TypeError):
+            return
+        lags = [p.get("consumer_lag_stored", -1) for key, p in partitions.items() if key != "-1"]
+        known = [lag for lag in lags if lag >= 0]
+        self._lag = sum(known) if known else None
+
+    def lag(self) -> int | None:
+        """Messages of the held partitions not yet handed off (stored offsets), from the last
+        statistics; None before the first."""
+        return self._lag
 
     def pause(self) -> None:
         self._paused = True

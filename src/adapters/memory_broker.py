@@ -148,6 +148,9 @@ class InMemoryRequestSource(RequestSource):
     def held_partitions(self) -> frozenset[int]:
         return frozenset(range(self._broker.partitions(self._topic)))
 
+    def lag(self) -> int | None:
+        return None  # not tracked by the in-process broker
+
     def commit(self) -> None:
         for p, offset in self._done.items():
             self._broker.commit(self._group, self._topic, p, offset)

@@ -89,6 +89,16 @@ class PrometheusEvents(Events):
             "record_deleter_workflows_in_flight", "Workflows started here, not done", registry=r
         )
         self.paused = Gauge("record_deleter_consumer_paused", "1 while at the in-flight bound", registry=r)
+        self.oldest_in_flight = Gauge(
+            "record_deleter_oldest_in_flight_seconds",
+            "Age of the oldest workflow started here and not done (0 with none)",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "record_deleter_consumer_lag_messages",
+            "Request messages of the held partitions not handed off yet (NaN until known)",
+            registry=r,
+        )
 
     def emit(self, event: str, **fields: object) -> None:
         match event:

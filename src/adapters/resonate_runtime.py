@@ -14,6 +14,7 @@ import http.client
 import logging
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, cast
@@ -153,6 +154,7 @@ class ResonateRuntime(WorkflowStarter):
         self._params = params
         self._namespace = namespace
         self._handles: dict[str, Any] = {}
+        self._started_at: dict[str, float] = {}  # insertion order = start order
         self._lock = threading.Lock()
         resonate.set_dependency(
             PORTS, WorkflowPorts(store, publisher, events, step_retry.options(), namespace)
@@ -210,6 +212,7 @@ class ResonateRuntime(WorkflowStarter):
             )
         with self._lock:
             self._handles[handle.id] = handle
+            self._started_at.setdefault(handle.id, time.monotonic())
         # Subscribing makes the future resolve even when another worker runs the workflow (a
         # duplicate, or one recovered elsewhere); the callback keeps `in_flight` O(1).
         handle.done()
@@ -218,6 +221,13 @@ class ResonateRuntime(WorkflowStarter):
     def _finished(self, key: str, _future: object = None) -> None:
         with self._lock:
             self._handles.pop(key, None)
+            self._started_at.pop(key, None)
+
+    def oldest_in_flight_seconds(self) -> float:
+        """Age of the oldest workflow started here and not done (0 with none in flight)."""
+        with self._lock:
+            oldest = min(self._started_at.values(), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
 
     def in_flight(self) -> int:
         with self._lock:

@@ -95,6 +95,10 @@ class RequestSource(Protocol):
         """The partitions this member of the group holds now (readiness)."""
         ...
 
+    def lag(self) -> int | None:
+        """Messages of the held partitions not handed off yet, if the broker client knows."""
+        ...
+
 
 class TopicWriter(Protocol):
     """Writes one message to a topic; returns once the broker confirmed it, raises BrokerUnavailable

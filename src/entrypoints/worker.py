@@ -37,8 +37,11 @@ def run_worker(container: WorkerContainer) -> int:
 
     runtime = container.runtime()
     runtime.start_runtime()
-    container.prometheus().in_flight.set_function(runtime.in_flight)
+    metrics = container.prometheus()
+    metrics.in_flight.set_function(runtime.in_flight)
+    metrics.oldest_in_flight.set_function(runtime.oldest_in_flight_seconds)
     source = container.request_source()
+    metrics.lag.set_function(lambda: float("nan") if (lag := source.lag()) is None else float(lag))
     handoff = container.handoff(source=source)
     status = _status_server(container, settings, runtime, source, handoff)
     if settings.worker.metrics_port:

@@ -193,3 +193,21 @@ def test_a_recreated_topics_offset_is_a_new_request(subject: Subject) -> None:
     assert subject.events.duplicates() == []
     assert subject.answers() == [("d", 0, b"1"), ("d", 0, b"2")]
     assert subject.rows.count_rows(RecordId("d")) == 0
+
+
+@pytest.mark.parametrize("subject", [("slow",)], indirect=True)
+def test_the_oldest_workflow_in_flight_is_timed_until_it_ends(subject: Subject) -> None:
+    """The age behind the `record_deleter_oldest_in_flight_seconds` gauge and its alert."""
+    assert subject.runtime.oldest_in_flight_seconds() == 0.0
+    subject.rows.add_record(RecordId("slow"), 5)
+    m = message("slow", 1)
+    subject.runtime.start(RecordId("slow"), m)
+    wait_for(lambda: subject.store.executed("slow") == 1, timeout=WAIT, message="the gated batch began")
+    first = subject.runtime.oldest_in_flight_seconds()
+    wait_for(
+        lambda: subject.runtime.oldest_in_flight_seconds() > first, timeout=WAIT, message="the age grows"
+    )
+    subject.store.release.set()
+    assert subject.answered(m)["deleted"] is True
+    wait_for(lambda: subject.runtime.in_flight() == 0, timeout=WAIT, message="the workflow left")
+    assert subject.runtime.oldest_in_flight_seconds() == 0.0

@@ -105,3 +105,30 @@ def test_an_address_in_use_is_one_clear_error(served) -> None:
     port = int(base.rsplit(":", 1)[1])
     with pytest.raises(StatusServerError, match=rf"cannot serve the status endpoint on 127.0.0.1:{port}: "):
         StatusServer(PrometheusEvents().registry, live={}, ready={}).start("127.0.0.1", port)
+
+
+def test_the_consumer_lag_comes_from_librdkafkas_statistics_of_the_request_topic() -> None:
+    """`record_deleter_consumer_lag_messages`: the held partitions' stored lag (-1 = unknown, and
+    librdkafka's internal partition -1, are left out)."""
+    from record_deleter.adapters.kafka import KafkaRequestSource
+
+    source = KafkaRequestSource.__new__(KafkaRequestSource)  # the statistics callback alone
+    source._topic, source._lag = "requests", None
+    assert source.lag() is None
+    stats = {
+        "topics": {
+            "requests": {
+                "partitions": {
+                    "0": {"consumer_lag_stored": 12},
+                    "1": {"consumer_lag_stored": 30},
+                    "2": {"consumer_lag_stored": -1},
+                    "-1": {"consumer_lag_stored": 99},
+                }
+            },
+            "other": {"partitions": {"0": {"consumer_lag_stored": 1000}}},
+        }
+    }
+    source._on_stats(json.dumps(stats))
+    assert source.lag() == 42
+    source._on_stats("{not json")
+    assert source.lag() == 42, "a statistics line that does not parse changes nothing"
