@@ -50,6 +50,9 @@ class KafkaClientConfig:
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
             "client.id": self.client_id,
+            # librdkafka's own log lines through Python logging: the worker's one stream and
+            # format (served on the clients' poll/flush calls), instead of raw lines on stderr
+            "logger": logging.getLogger("librdkafka"),
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
+import time
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,6 +22,35 @@ WARNING_EVENTS = frozenset(
 # Per message polled, per join and per SQL batch: thousands a second under load, and counted by the metrics;
 # a line for each would make the log the bottleneck (the handler's lock serializes the threads).
 DEBUG_EVENTS = frozenset({"consumed", "joined", "batch_deleted"})
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a line that repeats (same logger, level and text: a broker or server that stays
+    unreachable) through once per `window_seconds`; the next one after the window says how many
+    were held back. The project's own events are never held back (they are counted)."""
+
+    def __init__(self, window_seconds: float, max_keys: int = 1000) -> None:
+        super().__init__()
+        self._window, self._max_keys = window_seconds, max_keys
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("record_deleter") or record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = time.monotonic()
+        with self._lock:
+            since, held = self._seen.get(key, (-float("inf"), 0))
+            if now - since < self._window:
+                self._seen[key] = (since, held + 1)
+                return False
+            if len(self._seen) >= self._max_keys:
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._window}
+            self._seen[key] = (now, 0)
+        if held:
+            record.msg, record.args = f"{key[2]} (and {held} more like it in {self._window:.0f}s)", ()
+        return True
 
 
 class LoggingEvents(Events):
@@ -42,8 +72,8 @@ class LoggingEvents(Events):
             level = self._level
         if not log.isEnabledFor(level):
             return
-        if self._json:
-            log.log(level, json.dumps({"event": event, **fields}, default=str))
+        if self._json:  # the handler's JSON formatter writes the fields next to time, level, logger
+            log.log(level, event, extra={"event": event, **fields})
         else:
             log.log(level, "%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
 

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pythonjsonlogger.json import JsonFormatter
+
 from .. import __version__
+from ..adapters.observability import RepeatFilter
 from ..domain.errors import (
     BrokerUnavailable,
     DeletionPlanInvalid,
@@ -128,6 +131,11 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
         _positive("--limit", args.limit)
     if args.command in ("status", "retry"):
         RecordId(args.record_id)
+    if args.command in ("worker", "produce", "setup-topics") and settings.broker.kind == "memory":
+        raise SettingsError(
+            f"BROKER_KIND=memory is an in-process broker that only 'demo' can use: '{args.command}' "
+            "would talk to an empty broker no other process reaches; use kafka or redpanda"
+        )
     if args.command in NEEDS_DATABASE and settings.database.url is None:
         raise SettingsError(
             f"DATABASE_URL is not set: '{args.command}' needs the database whose rows are deleted "
@@ -168,14 +176,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def configure_logging(settings: Settings) -> None:
-    level, fmt = settings.worker.log_level, settings.worker.log_format
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(message)s" if fmt == "json" else "%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    """One stream on stderr for the project, librdkafka (through the clients' `logger`) and the
+    Resonate SDK: text by default; with WORKER_LOG_FORMAT=json one JSON object per line with
+    `time`, `level`, `logger`, `message` and the event's fields. Identical lines from one logger
+    (a broker that stays down) are written once per 30 s, then counted."""
+    level, fmt = getattr(logging, settings.worker.log_level), settings.worker.log_format
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RepeatFilter(window_seconds=30.0))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
     # The SDK logs every retry of an unreachable server at WARNING; keep ours readable.
-    logging.getLogger("resonate").setLevel(max(logging.WARNING, getattr(logging, level)))
+    logging.getLogger("resonate").setLevel(max(logging.WARNING, level))
+    if fmt == "json":
+        # the SDK's per-step lines (retries) join the stream, the workflow and step ids as fields
+        # (a handler of its own keeps the SDK's text format otherwise: share_context_loggers)
+        context = logging.getLogger("resonate.context")
+        context.handlers[:] = [logging.NullHandler()]
+        context.propagate = True
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

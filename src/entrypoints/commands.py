@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import random
 import sys
@@ -187,6 +188,10 @@ def check(settings: Settings, *, quiet_ok: bool = False) -> int:
         container.shutdown_resources()
     for f in findings:
         if f.level == "ok" and quiet_ok:
+            continue
+        if settings.worker.json_logs:  # the worker's one JSON stream
+            level = {"ok": logging.INFO, "warning": logging.WARNING}.get(f.level, logging.ERROR)
+            logging.getLogger("record_deleter.check").log(level, f.text, extra={"check": f.level})
             continue
         print(f"record-deleter: {f.level}: {f.text}" if f.level != "ok" else f"ok: {f.text}", file=sys.stderr)
     if any(f.level == "error" for f in findings):

@@ -1,9 +1,9 @@
 """The worker's structured events, as the harness reads them.
 
-With WORKER_LOG_FORMAT=json every event the worker emits (`adapters/observability.py`,
-LoggingEvents) is one JSON object on a line of its stderr: `{"event": NAME, field: value, ...}`.
-Other log lines stay plain text. The harness reads a process's output as it is written and stamps
-each event with the wall-clock time it arrived (the lines carry no time of their own).
+With WORKER_LOG_FORMAT=json every line of the worker's stderr is one JSON object with `time`,
+`level`, `logger` and `message`; an event the worker emits (`adapters/observability.py`,
+LoggingEvents) adds `"event": NAME` and its fields. The harness reads a process's output as it is
+written and stamps each event with the wall-clock time it arrived.
 """
 
 from __future__ import annotations

@@ -339,3 +339,15 @@ def test_demo_passes_and_prints_completion_order(tmp_path: Path, capsys: pytest.
     assert "demo passed" in out
     assert out.count("[ok]") == 6
     assert "FAILED" not in out
+
+
+@pytest.mark.parametrize("command", [["worker"], ["setup-topics"], ["produce", "-n", "1"]])
+def test_the_in_process_broker_is_refused_outside_the_demo(
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKER_KIND", "memory")
+    monkeypatch.setenv("DATABASE_URL", "memory")
+    assert main(command) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "BROKER_KIND=memory" in line
+    assert "only 'demo'" in line
