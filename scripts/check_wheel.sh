@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Does the built wheel work once installed, away from the checkout? (scripts/test.sh runs this.)
-#   1. pip wheel --no-deps from a copy of the tree (git's tracked + untracked-but-not-ignored
+#   1. the container image's build step (docker/install-wheel.sh build: pip wheel of the project
+#      and its dependencies) from a copy of the tree (git's tracked + untracked-but-not-ignored
 #      files), so no build/ or stale build/lib leaks into the wheel or the checkout;
-#   2. a fresh venv in a new temp dir outside the checkout, with .venv's interpreter; the wheel
-#      and its dependencies installed there (pip's own cache serves repeats; PIP_CACHE_DIR moves it);
+#   2. a fresh venv in a new temp dir outside the checkout, with .venv's interpreter, and the
+#      image's install step (docker/install-wheel.sh install: from those wheels, no index), so the
+#      Dockerfile's steps run here even without a Docker engine;
 #   3. from an empty temp dir, with record-deleter's settings variables (BROKER_*, DATABASE_*,
 #      RESONATE_*, WORKFLOW_*, WORKER_*, RECORD_DELETER_CONFIG) and PYTHON* cleared:
 #        record_deleter is imported from the venv, not the checkout
@@ -59,8 +61,9 @@ else
   tar --exclude=./.venv --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.egg-info' \
     --exclude=./.services --exclude=./.demo -cf - . | tar -xf - -C "$tmp/src"
 fi
-step "pip wheel --no-deps ." "$tmp/logs/build.log" \
-  .venv/bin/python -m pip wheel --no-deps --disable-pip-version-check -w "$tmp/dist" "$tmp/src"
+# the container image's build step (docker/install-wheel.sh build): this wheel and its dependencies'
+step "docker/install-wheel.sh build (the project's wheel and its dependencies')" "$tmp/logs/build.log" \
+  env PYTHON=.venv/bin/python sh docker/install-wheel.sh build "$tmp/src" "$tmp/dist"
 wheels=("$tmp"/dist/record_deleter-*.whl)
 [[ -f "${wheels[0]}" && ${#wheels[@]} -eq 1 ]] || { say "FAILED: pip wheel made no single record_deleter wheel: $(ls "$tmp/dist")"; exit 1; }
 wheel="${wheels[0]}"
@@ -71,8 +74,9 @@ say "ok  built $(basename "$wheel") (${STEP_SECS}s)"
 py=$(.venv/bin/python -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)')
 [[ -x "$py" ]] || { say "FAILED: cannot find .venv's base interpreter (got '$py')"; exit 1; }
 step "python -m venv (with $py)" "$tmp/logs/venv.log" "$py" -m venv "$tmp/venv"
-step "pip install the wheel into the fresh venv" "$tmp/logs/install.log" \
-  "$tmp/venv/bin/python" -m pip install --disable-pip-version-check "$wheel"
+# the image's install step (docker/install-wheel.sh install): from those wheels alone, no index
+step "docker/install-wheel.sh install into the fresh venv" "$tmp/logs/install.log" \
+  env PYTHON="$tmp/venv/bin/python" sh docker/install-wheel.sh install "$tmp/dist"
 say "ok  installed into a fresh venv, $("$tmp/venv/bin/python" -V 2>&1) (${STEP_SECS}s)"
 
 # ----------------------------------------------------------------- checks
