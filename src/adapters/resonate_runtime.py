@@ -156,6 +156,7 @@ class ResonateRuntime(WorkflowStarter):
         self._handles: dict[str, Any] = {}
         self._started_at: dict[str, float] = {}  # insertion order = start order
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified as each workflow ends
         resonate.set_dependency(
             PORTS, WorkflowPorts(store, publisher, events, step_retry.options(), namespace)
         )
@@ -222,6 +223,11 @@ class ResonateRuntime(WorkflowStarter):
         with self._lock:
             self._handles.pop(key, None)
             self._started_at.pop(key, None)
+            self._room.notify_all()
+
+    def wait_for_room(self, limit: int, timeout: float) -> bool:
+        with self._lock:
+            return self._room.wait_for(lambda: len(self._handles) < limit, timeout)
 
     def oldest_in_flight_seconds(self) -> float:
         """Age of the oldest workflow started here and not done (0 with none in flight)."""

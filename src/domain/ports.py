@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from .messages import OutboundMessage
@@ -120,3 +121,13 @@ class WorkflowStarter(Protocol):
     def start(self, record_id: RecordId, message: InboundMessage) -> None: ...
 
     def in_flight(self) -> int: ...
+
+    def wait_for_room(self, limit: int, timeout: float) -> bool:
+        """Block until fewer than `limit` workflows are in flight (True) or `timeout` passed
+        (False). A starter that cannot be woken when one ends checks now and then."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight() >= limit:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.01, timeout))
+        return True

@@ -17,6 +17,7 @@ from record_deleter.adapters.redpanda import redpanda_client_config
 from record_deleter.domain.errors import HandOffUnavailable, PublishFailed
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
 from record_deleter.domain.model import Answer, AttemptTotals, InboundMessage, RecordId, RequestRef
+from record_deleter.domain.ports import WorkflowStarter
 from record_deleter.entrypoints.cli import main
 from tests import builders
 from tests.conftest import wait_for
@@ -30,7 +31,7 @@ def answer(record_id: str, offset: int, rows: int, batches: int) -> Answer:
     return Answer(RecordId(record_id), ref, 1, AttemptTotals(rows, batches), ref.key("it"))
 
 
-class RecordingStarter:
+class RecordingStarter(WorkflowStarter):
     """A WorkflowStarter that records hand-offs and can refuse a given record id."""
 
     def __init__(self, refuse: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from record_deleter.domain.errors import BrokerUnavailable, HandOffUnavailable
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
 from record_deleter.domain.messages import OutboundMessage, encode_request
 from record_deleter.domain.model import InboundMessage, RecordId
+from record_deleter.domain.ports import WorkflowStarter
 from tests import builders
 
 pytestmark = pytest.mark.unit
@@ -26,7 +28,7 @@ GROUP = "record-deleter"
 FAST_BUDGET = RetryBudget(deadline_seconds=0.05, first_delay=0.01)  # delays 0.01, 0.02: 3 attempts
 
 
-class FakeStarter:
+class FakeStarter(WorkflowStarter):
     """A WorkflowStarter that records what it durably started and fails on demand."""
 
     def __init__(self, failures: int = 0, *, always_fail: frozenset[str] = frozenset()) -> None:
@@ -299,7 +301,7 @@ def test_an_unwritable_dead_letter_topic_gives_up_without_committing(broker: InM
     assert committed(broker) == 1, "the poison message is not committed until it is dead-lettered"
 
 
-def test_backpressure_pauses_at_the_bound_and_resumes_below_it(broker: InMemoryBroker) -> None:
+def test_backpressure_pauses_at_the_bound_and_resumes_below_half_of_it(broker: InMemoryBroker) -> None:
     for rid in ("a", "b", "c", "d"):
         request(broker, encode_request(RecordId(rid)))
     starter = FakeStarter()
@@ -309,24 +311,29 @@ def test_backpressure_pauses_at_the_bound_and_resumes_below_it(broker: InMemoryB
         source,
         starter,
         builders.dead_letters(broker, DEAD_LETTERS),
-        max_in_flight=2,
+        max_in_flight=4,
         budget=FAST_BUDGET,
         events=events,
         sleep=lambda _: None,
         poll_timeout=0.01,
     )
 
-    starter.in_flight_now = 1
+    starter.in_flight_now = 3
     handoff.step()
     assert starter.started == [("a", 0)]
     assert source.calls == []
 
-    starter.in_flight_now = 2
+    starter.in_flight_now = 4
     for _ in range(3):
         handoff.step()
     assert starter.started == [("a", 0)], "nothing new is handed off while at the bound"
     assert source.polled == [0]
     assert source.calls == ["pause"], "paused once, not once per poll"
+
+    starter.in_flight_now = 2
+    handoff.step()
+    assert source.calls == ["pause"], "still paused at half the bound"
+    assert starter.started == [("a", 0)]
 
     starter.in_flight_now = 1
     handoff.step()
@@ -385,3 +392,36 @@ def test_retry_budget_delays_are_bounded() -> None:
     assert sum(delays) <= 60
     assert max(delays) == 5
     assert delays[:3] == [0.2, 0.4, 0.8]
+
+
+def test_a_paused_hand_off_resumes_as_soon_as_a_workflow_ends_not_after_a_poll_timeout(
+    broker: InMemoryBroker,
+) -> None:
+    """At the bound the loop waits for room, not for a poll of its paused consumer to time out:
+    that idle time, once per pause, capped a worker at about max_in_flight / poll_timeout."""
+    for rid in ("a", "b"):
+        request(broker, encode_request(RecordId(rid)))
+    starter = FakeStarter()
+    source = RecordingSource(InMemoryRequestSource(broker, REQUESTS, GROUP))
+    handoff = HandOff(
+        source,
+        starter,
+        builders.dead_letters(broker, DEAD_LETTERS),
+        max_in_flight=1,
+        budget=FAST_BUDGET,
+        sleep=lambda _: None,
+        poll_timeout=5.0,
+    )
+    handoff.step()
+    assert starter.started == [("a", 0)]
+    starter.in_flight_now = 1
+    freed = threading.Timer(0.05, lambda: setattr(starter, "in_flight_now", 0))
+    freed.start()
+    began = time.monotonic()
+    handoff.step()  # pauses, then waits for the slot
+    waited = time.monotonic() - began
+    assert source.calls == ["pause"]
+    handoff.step()  # resumes and hands "b" off
+    assert waited < 2.0, f"waited {waited:.2f}s for room; the poll timeout is 5s"
+    assert starter.started == [("a", 0), ("b", 1)]
+    assert source.calls == ["pause", "resume"]

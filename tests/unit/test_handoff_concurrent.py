@@ -16,6 +16,7 @@ from record_deleter.domain.errors import HandOffUnavailable
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, OffsetTracker, RetryBudget
 from record_deleter.domain.messages import encode_request
 from record_deleter.domain.model import InboundMessage, RecordId
+from record_deleter.domain.ports import WorkflowStarter
 from tests import builders
 from tests.conftest import wait_for
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.unit
 REQUESTS, DLQ, GROUP = "requests", "dlq", "g"
 
 
-class GatedStarter:
+class GatedStarter(WorkflowStarter):
     """Blocks the hand-off of `gated` ids until released; counts how many run at once."""
 
     def __init__(self, gated: frozenset[str] = frozenset(), failing: frozenset[str] = frozenset()) -> None:
@@ -216,7 +217,7 @@ class RecordingSource:
     def resume(self) -> None: ...
 
 
-class ScheduledStarter:
+class ScheduledStarter(WorkflowStarter):
     """The n-th hand-off takes `delays[n]` seconds."""
 
     def __init__(self, delays: list[float]) -> None:

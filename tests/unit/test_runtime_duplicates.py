@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -211,3 +212,15 @@ def test_the_oldest_workflow_in_flight_is_timed_until_it_ends(subject: Subject) 
     assert subject.answered(m)["deleted"] is True
     wait_for(lambda: subject.runtime.in_flight() == 0, timeout=WAIT, message="the workflow left")
     assert subject.runtime.oldest_in_flight_seconds() == 0.0
+
+
+@pytest.mark.parametrize("subject", [("held",)], indirect=True)
+def test_waiting_for_room_wakes_when_a_workflow_ends(subject: Subject) -> None:
+    subject.rows.add_record(RecordId("held"), 5)
+    subject.runtime.start(RecordId("held"), message("held", 1))
+    wait_for(lambda: subject.store.executed("held") == 1, timeout=WAIT, message="the gated batch began")
+    assert subject.runtime.wait_for_room(1, 0.05) is False, "one in flight: no room below 1"
+    threading.Timer(0.05, subject.store.release.set).start()
+    began = time.monotonic()
+    assert subject.runtime.wait_for_room(1, WAIT) is True
+    assert time.monotonic() - began < WAIT / 2
