@@ -57,9 +57,8 @@ def resonate(
     r = _settings(ResonateSettings, mode=mode, **changes)
     return build_resonate(
         r.mode,
-        host=r.host,
-        store_port=r.store_port,
-        message_source_port=r.message_source_port,
+        store_url=r.store_url,
+        poll_url=r.effective_poll_url,
         group=r.group,
         ttl=r.ttl,
         workers=r.workers,
