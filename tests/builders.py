@@ -48,7 +48,12 @@ def step_retry(**changes: Any) -> StepRetry:
 
 
 def resonate(
-    mode: str = "local", *, host: str | None = None, store_port: str | None = None, **changes: Any
+    mode: str = "local",
+    *,
+    host: str | None = None,
+    store_port: str | None = None,
+    redact_log_args: bool = False,
+    **changes: Any,
 ) -> Any:
     """A Resonate client; `url` (or `host` + `store_port`), `message_source_port`, `group`, ... as the
     settings name them."""
@@ -64,6 +69,7 @@ def resonate(
         workers=r.workers,
         request_retries=r.request_retries,
         auth=r.auth,
+        redact_log_args=redact_log_args,
     )
 
 

@@ -108,12 +108,14 @@ def build_resonate(
     request_retries: int,
     auth: tuple[str, str] | None,
     log_level: int = logging.WARNING,
+    redact_log_args: bool = False,
 ) -> Resonate:
     """A Resonate client. Remote requests retry `request_retries` times, 1 s apart, then fail.
 
     `store_url` and `poll_url` are base URLs in full (scheme, host, port, path): the API's and the
-    long-poll endpoint's. Credentials come only from `auth`, never from a URL."""
-    share_context_loggers(log_level)
+    long-poll endpoint's. Credentials come only from `auth`, never from a URL. `redact_log_args`:
+    the SDK's step lines leave out the steps' arguments (record ids)."""
+    share_context_loggers(log_level, redact_args=redact_log_args)
     if mode == "local":
         store = ThreadSafeLocalStore()
         return Resonate(

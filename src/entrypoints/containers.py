@@ -165,7 +165,12 @@ class _Common(containers.DeclarativeContainer):
     events = providers.Singleton(
         FanOutEvents,
         providers.List(
-            providers.Singleton(LoggingEvents, json_lines=settings.provided.worker.json_logs), prometheus
+            providers.Singleton(
+                LoggingEvents,
+                json_lines=settings.provided.worker.json_logs,
+                hash_key=settings.provided.worker.hash_key,
+            ),
+            prometheus,
         ),
     )
 
@@ -179,6 +184,7 @@ class _Common(containers.DeclarativeContainer):
         workers=settings.provided.resonate.workers,
         request_retries=settings.provided.resonate.request_retries,
         auth=settings.provided.resonate.auth,
+        redact_log_args=settings.provided.worker.hashes_record_ids,
     )
     runtime = providers.Resource(
         _runtime,

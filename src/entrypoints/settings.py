@@ -265,6 +265,10 @@ class WorkerSettings(_Concern):
         return self.log_format == "json"
 
     @property
+    def hashes_record_ids(self) -> bool:
+        return self.log_record_ids == "hashed"
+
+    @property
     def hash_key(self) -> bytes | None:
         """The key record ids are hashed with in logs, or None to log them in clear."""
         if self.log_record_ids != "hashed" or self.log_hash_key is None:

@@ -226,3 +226,33 @@ def test_hashed_record_ids_need_a_key(
     assert "WORKER_LOG_HASH_KEY" in err
     monkeypatch.setenv("WORKER_LOG_HASH_KEY", SECRET)
     assert load_settings().worker.hash_key == SECRET.encode()
+
+
+def test_hashed_record_ids_in_event_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """WORKER_LOG_RECORD_IDS=hashed: every event line carries the id's keyed digest, the same on
+    every line, and never the id (nor a value a poison message's reason quotes)."""
+    import logging
+
+    from record_deleter.adapters.observability import LoggingEvents, hash_record_id
+
+    rid = "ada.lovelace@example.com"
+    digest = hash_record_id(b"k", rid)
+    assert len(digest) == 16
+    assert digest != hash_record_id(b"other key", rid)
+    for json_lines in (False, True):
+        events = LoggingEvents(json_lines=json_lines, hash_key=b"k")
+        with caplog.at_level(logging.DEBUG, logger="record_deleter.events"):
+            events.emit("handed_off", record_id=rid, partition=0, offset=1)
+            events.emit("store_error", record_id=rid, attempt=1, error=f"lock timeout deleting {rid}")
+            events.emit(
+                "dead_lettered", partition=0, offset=2, reason="record id must be a JSON string, got int 4711"
+            )
+        text = caplog.text
+        assert rid not in text
+        assert "4711" not in text
+        assert text.count(digest) == 3
+        caplog.clear()
+    clear = LoggingEvents()
+    with caplog.at_level(logging.INFO, logger="record_deleter.events"):
+        clear.emit("handed_off", record_id=rid, partition=0, offset=1)
+    assert rid in caplog.text
