@@ -205,9 +205,7 @@ def _delete(
                 events.emit("store_error", record_id=record_id, attempt=attempt, error=_log_text(exc))
                 raise  # the step's retry policy takes over (without limit, unless it is permanent)
             # keep what this step achieved: checkpoint it, and let the next step meet the error
-            events.emit(
-                "step_cut_short", record_id=record_id, batches=batches, rows=deleted, error=_log_text(exc)
-            )
+            events.emit("step_cut_short", record_id=record_id, batches=batches, rows=deleted, error=repr(exc))
             return {"deleted": deleted, "batches": batches, "more": True}
         batches += 1
         deleted += result.deleted
