@@ -3,6 +3,7 @@ container platforms mount them, and Resonate credentials from their own settings
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -256,3 +257,48 @@ def test_hashed_record_ids_in_event_lines(caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level(logging.INFO, logger="record_deleter.events"):
         clear.emit("handed_off", record_id=rid, partition=0, offset=1)
     assert rid in caplog.text
+
+
+def test_the_store_and_the_poller_reach_a_server_behind_a_proxy_on_a_path() -> None:
+    """RESONATE_URL / RESONATE_POLL_URL with a path: the SDK's requests go under that path, with
+    the credentials of RESONATE_USERNAME/RESONATE_PASSWORD as basic auth (never in a URL)."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from resonate.message_sources import Poller
+
+    from record_deleter.adapters.resonate_runtime import probe_server, sdk_host_and_port
+    from record_deleter.adapters.resonate_sdk_patches import KeepAliveRemoteStore
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            body = json.dumps(
+                {"id": "x", "state": "PENDING", "timeout": 9, "param": {}, "value": {}, "createdOn": 1}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    auth = ("svc", SECRET)
+    try:
+        store = KeepAliveRemoteStore(*sdk_host_and_port(f"{base}/resonate/"), auth=auth)
+        store.promises.get("x")
+        assert probe_server(f"{base}/resonate", auth) is None
+        poller = Poller("workers", "me", *sdk_host_and_port(f"{base}/poll"), auth=auth)
+        assert poller.url == f"{base}/poll/workers/me"
+    finally:
+        server.shutdown()
+    token = "Basic " + base64.b64encode(f"svc:{SECRET}".encode()).decode()
+    assert seen == [("/resonate/promises/x", token), ("/resonate/promises/record-deleter-probe", token)]
