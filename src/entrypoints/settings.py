@@ -394,10 +394,16 @@ def _masked_text(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
+def is_secret(env: str) -> bool:
+    """A secret setting: one of SECRET_SETTINGS, or any name with PASSWORD or KEY in it (so that a
+    setting added later is hidden before anyone remembers to list it)."""
+    return env in SECRET_SETTINGS or "PASSWORD" in env or "KEY" in env
+
+
 def _shown(env: str, value: object) -> str:
     """A rejected value as an error message may show it: a secret not at all, a URL without its
     userinfo (user:password@)."""
-    if env in SECRET_SETTINGS or "PASSWORD" in env or "KEY" in env:
+    if is_secret(env):
         return "<hidden>"
     if isinstance(value, str):
         return repr(_masked_text(value))
@@ -448,7 +454,7 @@ def effective_settings(settings: Settings) -> list[tuple[str, str]]:
             env = env_name(model, field)
             if value is None:
                 shown = ""
-            elif isinstance(value, SecretStr) or env in SECRET_SETTINGS:
+            elif isinstance(value, SecretStr) or is_secret(env):
                 shown = "***"
             else:
                 shown = _masked_text(str(value))

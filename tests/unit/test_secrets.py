@@ -302,3 +302,23 @@ def test_the_store_and_the_poller_reach_a_server_behind_a_proxy_on_a_path() -> N
         server.shutdown()
     token = "Basic " + base64.b64encode(f"svc:{SECRET}".encode()).decode()
     assert seen == [("/resonate/promises/x", token), ("/resonate/promises/record-deleter-probe", token)]
+
+
+def test_every_secret_field_is_a_secret_value() -> None:
+    """A setting listed as secret, or named like one, is a SecretStr (masked in reprs), and every
+    SecretStr is listed: a field added later (a TLS key password) cannot slip through."""
+    import typing
+
+    from pydantic import SecretStr
+
+    from record_deleter.entrypoints.settings import _CONCERNS, SECRET_SETTINGS, env_name, is_secret
+
+    found = set()
+    for model in _CONCERNS.values():
+        for field, info in model.model_fields.items():
+            secret_type = SecretStr in typing.get_args(info.annotation) or info.annotation is SecretStr
+            if secret_type:
+                found.add(env_name(model, field))
+            if is_secret(env_name(model, field)) and "LOCATION" not in env_name(model, field):
+                assert secret_type, f"{env_name(model, field)} is named like a secret but is not a SecretStr"
+    assert found == SECRET_SETTINGS
