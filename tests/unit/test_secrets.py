@@ -322,3 +322,17 @@ def test_every_secret_field_is_a_secret_value() -> None:
             if is_secret(env_name(model, field)) and "LOCATION" not in env_name(model, field):
                 assert secret_type, f"{env_name(model, field)} is named like a secret but is not a SecretStr"
     assert found == SECRET_SETTINGS
+
+
+@pytest.mark.parametrize("argv", [["check"], ["status", "ada@example.com"], ["list"], ["worker"]])
+def test_commands_on_an_unreachable_database_never_show_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Connection errors name the database (password masked), never the password."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://app:{SECRET}@127.0.0.1:1/app?connect_timeout=2")
+    monkeypatch.setenv("BROKER_KIND", "memory")
+    monkeypatch.setenv("RESONATE_MODE", "local")
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code != 0
+    assert SECRET not in out.out + out.err
