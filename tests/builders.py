@@ -48,7 +48,12 @@ def step_retry(**changes: Any) -> StepRetry:
 
 
 def resonate(
-    mode: str = "local", *, host: str | None = None, store_port: str | None = None, **changes: Any
+    mode: str = "local",
+    *,
+    host: str | None = None,
+    store_port: str | None = None,
+    redact_log_args: bool = False,
+    **changes: Any,
 ) -> Any:
     """A Resonate client; `url` (or `host` + `store_port`), `message_source_port`, `group`, ... as the
     settings name them."""
@@ -57,14 +62,14 @@ def resonate(
     r = _settings(ResonateSettings, mode=mode, **changes)
     return build_resonate(
         r.mode,
-        host=r.host,
-        store_port=r.store_port,
-        message_source_port=r.message_source_port,
+        store_url=r.store_url,
+        poll_url=r.effective_poll_url,
         group=r.group,
         ttl=r.ttl,
         workers=r.workers,
         request_retries=r.request_retries,
         auth=r.auth,
+        redact_log_args=redact_log_args,
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -53,15 +56,48 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+def hash_record_id(key: bytes, record_id: str) -> str:
+    """How a record id is logged with WORKER_LOG_RECORD_IDS=hashed: the first 16 hex digits of
+    HMAC-SHA256(key, id) — the same on every line and every worker sharing the key, so one record
+    can be followed, and not recomputable from a guessed id without the key."""
+    return hmac.new(key, record_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+# A poison message's reason quotes the value it refused ("got int 42"): a value, maybe an id.
+_QUOTED_VALUE = re.compile(r"\b(got \w+) .*$")
+
+
 class LoggingEvents(Events):
     """One line per event: `event key=value ...`, or one JSON object per line.
 
     At INFO a record leaves `handed_off` (with its offset), a `step_deleted` per checkpointed
-    delete step and `completion_published`; DEBUG adds every poll and every SQL batch."""
+    delete step and `completion_published`; DEBUG adds every poll and every SQL batch.
 
-    def __init__(self, *, json_lines: bool = False, level: int = logging.INFO) -> None:
+    With `hash_key`, no line carries a record id in clear: `record_id` is `hash_record_id`'s
+    digest, the id is replaced by it inside an `error` or `reason`, and a refused value a poison
+    message's reason quotes is left out."""
+
+    def __init__(
+        self, *, json_lines: bool = False, level: int = logging.INFO, hash_key: bytes | None = None
+    ) -> None:
         self._json = json_lines
         self._level = level
+        self._hash_key = hash_key
+
+    def _hashed(self, fields: dict[str, object]) -> dict[str, object]:
+        assert self._hash_key is not None
+        record_id = fields.get("record_id")
+        digest = hash_record_id(self._hash_key, record_id) if isinstance(record_id, str) else None
+        out = dict(fields)
+        if digest is not None:
+            out["record_id"] = digest
+        for name in ("error", "reason"):
+            text = out.get(name)
+            if isinstance(text, str):
+                if digest is not None and isinstance(record_id, str) and record_id:
+                    text = text.replace(record_id, digest)
+                out[name] = _QUOTED_VALUE.sub(r"\1 (value not logged)", text)
+        return out
 
     def emit(self, event: str, **fields: object) -> None:
         if event in WARNING_EVENTS:
@@ -72,6 +108,8 @@ class LoggingEvents(Events):
             level = self._level
         if not log.isEnabledFor(level):
             return
+        if self._hash_key is not None:
+            fields = self._hashed(fields)
         if self._json:  # the handler's JSON formatter writes the fields next to time, level, logger
             log.log(level, event, extra={"event": event, **fields})
         else:

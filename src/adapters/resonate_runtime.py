@@ -86,21 +86,37 @@ def probe_server(url: str, auth: tuple[str, str] | None, timeout: float = 5.0) -
     return f"answered HTTP {status}"
 
 
+def sdk_host_and_port(url: str) -> tuple[str, str]:
+    """`url` as the SDK's (host, port) pair, which it joins as f"{host}:{port}" and appends its
+    own paths to (RemoteStore: /promises/...; Poller: /GROUP/ID): the port carries the URL's path,
+    so a server behind a proxy on a path is reached there. The port defaults to the scheme's."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a Resonate URL must not carry credentials; they come from `auth`")
+    host = parts.netloc.rpartition(":")[0] if parts.port is not None else parts.netloc
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{host}", f"{port}{parts.path.rstrip('/')}"
+
+
 def build_resonate(
     mode: str,
     *,
-    host: str,
-    store_port: str,
-    message_source_port: int,
+    store_url: str,
+    poll_url: str,
     group: str,
     ttl: int,
     workers: int,
     request_retries: int,
     auth: tuple[str, str] | None,
     log_level: int = logging.WARNING,
+    redact_log_args: bool = False,
 ) -> Resonate:
-    """A Resonate client. Remote requests retry `request_retries` times, 1 s apart, then fail."""
-    share_context_loggers(log_level)
+    """A Resonate client. Remote requests retry `request_retries` times, 1 s apart, then fail.
+
+    `store_url` and `poll_url` are base URLs in full (scheme, host, port, path): the API's and the
+    long-poll endpoint's. Credentials come only from `auth`, never from a URL. `redact_log_args`:
+    the SDK's step lines leave out the steps' arguments (record ids)."""
+    share_context_loggers(log_level, redact_args=redact_log_args)
     if mode == "local":
         store = ThreadSafeLocalStore()
         return Resonate(
@@ -115,15 +131,12 @@ def build_resonate(
         resonate = Resonate(
             store=guard_callback_race(
                 KeepAliveRemoteStore(
-                    host=host,
-                    port=store_port,
+                    *sdk_host_and_port(store_url),
                     auth=auth,
                     retry_policy=Constant(delay=1, max_retries=request_retries),
                 )
             ),
-            message_source=Poller(
-                group=group, id=uuid.uuid4().hex, host=host, port=str(message_source_port), auth=auth
-            ),
+            message_source=Poller(group, uuid.uuid4().hex, *sdk_host_and_port(poll_url), auth=auth),
             group=group,
             ttl=ttl,
             workers=workers,

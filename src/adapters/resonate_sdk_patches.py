@@ -12,6 +12,7 @@ import http.client
 import inspect
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -224,14 +225,23 @@ class SharedContextLogger:
     worker's CPU with 1,000 workflows in flight, in a profile of the benchmark's end-to-end run).
     This one writes the same lines, in the same format, through one shared logger; install it
     with `share_context_loggers` before the SDK makes its first context.
+
+    With `redact_args` (WORKER_LOG_RECORD_IDS=hashed) a line keeps the function's name, numbers
+    (a retry delay) and an error's class, and drops the rest of its arguments: the SDK writes a
+    step's arguments (the record id first), its result and the error's text into them
+    ("Function delete_batches('ada@example.com', 1, ...) failed with ... (retrying in 2.0s)").
+    The context ids (`cid`, `id`) derive from a request's coordinates, never from a record id.
     """
 
     _logger = logging.getLogger("resonate.context")
+    redact_args = False
 
     def __init__(self, cid: str, id: str, level: int | str = logging.NOTSET) -> None:
         self.cid, self.id = cid, id
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self.redact_args and args:
+            args = (args[0], *map(_redacted, args[1:]))
         self._logger.log(level, msg, *args, **{**kwargs, "extra": {"cid": self.cid, "id": self.id}})
 
     def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
@@ -250,6 +260,17 @@ class SharedContextLogger:
         self.log(logging.CRITICAL, msg, *args, **kwargs)
 
 
+_ERROR_REPR = re.compile(r"([A-Za-z_][\w.]*)\(")
+
+
+def _redacted(arg: Any) -> Any:
+    """An SDK log argument without values: numbers kept, an exception's repr cut to its class."""
+    if isinstance(arg, int | float):
+        return arg
+    found = _ERROR_REPR.match(arg) if isinstance(arg, str) else None
+    return f"{found.group(1)}(...)" if found else "..."
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is when a line is written, not when the handler was made."""
 
@@ -262,13 +283,15 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def share_context_loggers(level: int) -> None:
+def share_context_loggers(level: int, *, redact_args: bool = False) -> None:
     """Make every Resonate client of this process log its contexts through `SharedContextLogger`
-    (at `level`, to stderr, in the SDK's own line format). Idempotent."""
+    (at `level`, to stderr, in the SDK's own line format; `redact_args`: without the functions'
+    arguments). Idempotent."""
     import resonate.resonate as sdk
 
     shared = SharedContextLogger._logger
     shared.setLevel(level)
+    SharedContextLogger.redact_args = redact_args
     if not shared.handlers:
         handler = _StderrHandler()
         handler.setFormatter(

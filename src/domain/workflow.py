@@ -112,11 +112,17 @@ def request_args(record_id: RecordId, request: RequestRef, params: WorkflowParam
 
 
 def describe_failure(exc: BaseException) -> str:
-    """A reason safe to publish: the project's own errors say what is wrong in words of their own
-    (adapters keep row values and driver DETAIL text out of them); anything else only by type."""
-    if isinstance(exc, DomainError):
+    """A reason safe to publish (a failure answer, the ledger): the errors that fail an attempt
+    (PERMANENT_ERRORS) say what is wrong in words of their own — adapters never copy a driver's
+    text, which can quote row values, into them (`sql_errors`); anything else only by its type."""
+    if isinstance(exc, PERMANENT_ERRORS):
         return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__} (details in the worker's log)"
+
+
+def _log_text(exc: BaseException) -> str:
+    """An error as a log line gives it to the operator: the project's own errors with their text."""
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, DomainError) else describe_failure(exc)
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -196,7 +202,7 @@ def _delete(
             result, first = first or store.delete_batch(rid, batch_size, attempt), None
         except Exception as exc:
             if batches == 0:
-                events.emit("store_error", record_id=record_id, attempt=attempt, error=describe_failure(exc))
+                events.emit("store_error", record_id=record_id, attempt=attempt, error=_log_text(exc))
                 raise  # the step's retry policy takes over (without limit, unless it is permanent)
             # keep what this step achieved: checkpoint it, and let the next step meet the error
             events.emit("step_cut_short", record_id=record_id, batches=batches, rows=deleted, error=repr(exc))

@@ -111,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="apply migrations up to REVISION (default: head)")
     up.add_argument("revision", nargs="?", default="head")
+    config = sub.add_parser(
+        "config", help="the settings in effect", description="the settings in effect (secrets masked)"
+    )
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser(
+        "show",
+        help="print every setting in effect, one ENV_NAME=value a line, secrets as ***",
+        description="print every setting in effect, one ENV_NAME=value a line, secrets as ***",
+    )
     return p
 
 
@@ -237,6 +246,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return commands.check(settings)
         case "db":
             return commands.db_upgrade(args, settings)
+        case "config":
+            return commands.config_show(settings)
     return EXIT_USAGE
 
 

@@ -1,4 +1,5 @@
-"""The operator commands: produce, setup-topics, seed, status, list, retry, check, db upgrade.
+"""The operator commands: produce, setup-topics, seed, status, list, retry, check, db upgrade,
+config show.
 
 Each takes the parsed arguments and the settings, builds its container through `bootstrap` and
 returns the exit code.
@@ -20,7 +21,7 @@ from .bootstrap import bootstrap
 from .containers import AdminContainer, ProducerContainer
 from .preflight import run_checks
 from .progress import Progress
-from .settings import Settings
+from .settings import Settings, effective_settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -204,9 +205,17 @@ def check(settings: Settings, *, quiet_ok: bool = False) -> int:
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from ..adapters.sql_migrations import upgrade
 
-    if settings.database.kind != "sql" or settings.database.url is None:
+    url = settings.database.url_value
+    if settings.database.kind != "sql" or url is None:
         print("record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr)
         return EXIT_USAGE
-    upgrade(settings.database.url, args.revision)
+    upgrade(url, args.revision)
     print(f"database at revision {args.revision}")
+    return EXIT_OK
+
+
+def config_show(settings: Settings) -> int:
+    """Every setting in effect, `ENV_NAME=value` a line; secrets as `***`, unset ones empty."""
+    for name, value in effective_settings(settings):
+        print(f"{name}={value}")
     return EXIT_OK

@@ -129,7 +129,9 @@ class SqlDatabase(containers.DeclarativeContainer):
     """SQLite or PostgreSQL through SQLAlchemy."""
 
     settings = providers.Dependency(instance_of=DatabaseSettings)
-    engine = providers.Resource(_engine, url=settings.provided.url, pool_size=settings.provided.pool_size)
+    engine = providers.Resource(
+        _engine, url=settings.provided.url_value, pool_size=settings.provided.pool_size
+    )
     plan = providers.Singleton(DeletionPlan.parse, settings.provided.deletion_plan)
     record_store = providers.Singleton(SqlRecordStore, engine=engine, plan=plan)
     create_demo_tables = providers.Callable(create_demo_tables, engine)
@@ -163,21 +165,26 @@ class _Common(containers.DeclarativeContainer):
     events = providers.Singleton(
         FanOutEvents,
         providers.List(
-            providers.Singleton(LoggingEvents, json_lines=settings.provided.worker.json_logs), prometheus
+            providers.Singleton(
+                LoggingEvents,
+                json_lines=settings.provided.worker.json_logs,
+                hash_key=settings.provided.worker.hash_key,
+            ),
+            prometheus,
         ),
     )
 
     resonate = providers.Singleton(
         build_resonate,
         settings.provided.resonate.mode,
-        host=settings.provided.resonate.host,
-        store_port=settings.provided.resonate.store_port,
-        message_source_port=settings.provided.resonate.message_source_port,
+        store_url=settings.provided.resonate.store_url,
+        poll_url=settings.provided.resonate.effective_poll_url,
         group=settings.provided.resonate.group,
         ttl=settings.provided.resonate.ttl,
         workers=settings.provided.resonate.workers,
         request_retries=settings.provided.resonate.request_retries,
         auth=settings.provided.resonate.auth,
+        redact_log_args=settings.provided.worker.hashes_record_ids,
     )
     runtime = providers.Resource(
         _runtime,

@@ -55,7 +55,7 @@ def demo_overrides(db_path: Path) -> dict[str, dict[str, Any]]:
 def run_demo(container: DemoContainer, *, rows: tuple[int, ...], timeout: float) -> int:
     """Run the demo on a container built by `bootstrap` (memory broker, local Resonate, SQLite)."""
     settings: Settings = container.settings()
-    url = settings.database.url
+    url = settings.database.url_value
     if url is None:
         raise ValueError("the demo sets its own DATABASE_URL (demo_overrides)")
     prepare_demo_database(url)

@@ -3,19 +3,27 @@
 Each concern has its own model and environment prefix (BROKER_, DATABASE_, RESONATE_,
 WORKFLOW_, WORKER_). A TOML file (`--config FILE` or RECORD_DELETER_CONFIG) may hold the same
 keys in sections [broker], [database], ...; environment variables win over the file.
+
+Any setting can also come from a file, as container platforms mount secrets: `NAME_FILE` (e.g.
+DATABASE_URL_FILE) names a file holding NAME's value, and RECORD_DELETER_SECRETS_DIR a directory
+of files named after the settings (`DATABASE_URL`, `BROKER_SASL_PASSWORD`, ...). The order:
+NAME, then NAME_FILE (both set is an error), then the TOML file, then the secrets directory.
+Secret values (SECRET_SETTINGS) are SecretStr: masked in reprs, errors, logs and `config show`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -35,7 +43,7 @@ class _Concern(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+        return (env_settings, init_settings, file_secret_settings)
 
 
 class BrokerSettings(_Concern):
@@ -93,17 +101,26 @@ class BrokerSettings(_Concern):
 class DatabaseSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="forbid")
 
-    url: str | None = Field(default=None, repr=False, description="required by every command but demo")
+    url: SecretStr | None = Field(default=None, description="required by every command but demo")
     deletion_plan: str = DEMO_DELETION_PLAN
     pool_size: int = Field(default=8, ge=1, le=256)
     seconds_per_row: float = Field(default=0.0, ge=0, le=60, description="memory store only: simulated cost")
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None or v == "memory" or v.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        # The messages never quote the value: it is a secret (its password, or a mistyped one).
+        if v is None:
             return v
-        raise ValueError("must be 'memory', a sqlite:/// URL or a postgresql+psycopg:// URL")
+        url = v.get_secret_value()
+        if url != "memory" and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("must be 'memory', a sqlite:/// URL or a postgresql+psycopg:// URL")
+        if url != "memory":
+            try:
+                make_url(url)
+            except Exception:
+                raise ValueError("is not a valid database URL") from None
+        return v
 
     @field_validator("deletion_plan")
     @classmethod
@@ -112,22 +129,34 @@ class DatabaseSettings(_Concern):
         return v
 
     @property
+    def url_value(self) -> str | None:
+        """The URL itself, secret unwrapped: for the engine and migrations only."""
+        return self.url.get_secret_value() if self.url is not None else None
+
+    @property
     def kind(self) -> str:
-        return "memory" if self.url == "memory" else "sql"
+        return "memory" if self.url_value == "memory" else "sql"
 
     @property
     def display_url(self) -> str:
-        """The URL with its password hidden, for messages and logs."""
-        if self.url is None or self.url == "memory":
-            return str(self.url)
-        return make_url(self.url).render_as_string(hide_password=True)
+        """The URL for messages and logs: its password masked and its query (which may carry one)
+        dropped."""
+        url = self.url_value
+        if url is None or url == "memory":
+            return str(url)
+        # the password as "***"; the query dropped: it may carry one (?password=...)
+        return make_url(url).set(query={}).render_as_string(hide_password=True)
 
 
 class ResonateSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="RESONATE_", extra="forbid")
 
     mode: Literal["local", "remote"] = "remote"
+    # The server's API, in full: scheme, host, port, path (a TLS proxy on a path works).
     url: str = "http://127.0.0.1:8001"
+    # The long-poll endpoint, in full; unset: RESONATE_URL's scheme and host, port
+    # RESONATE_MESSAGE_SOURCE_PORT (the server's own layout).
+    poll_url: str | None = None
     message_source_port: int = Field(default=8002, ge=1, le=65535)
     group: str = "record-deleter"
     ttl: int = Field(default=10, ge=1, le=3600)
@@ -139,22 +168,42 @@ class ResonateSettings(_Concern):
     username: str | None = None
     password: SecretStr | None = None
 
-    @field_validator("url")
+    @field_validator("url", "poll_url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        scheme, sep, rest = v.partition("://")
-        host, _, port = rest.rstrip("/").rpartition(":")
-        if scheme not in ("http", "https") or not sep or not host or not port.isdigit():
-            raise ValueError("must be http(s)://host:port of the Resonate server's API")
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            parts = urlsplit(v)
+            port = parts.port
+        except ValueError:
+            port, parts = -1, None
+        if parts is not None and (parts.username is not None or parts.password is not None):
+            raise ValueError(
+                "must not carry credentials (user:password@): set RESONATE_USERNAME and "
+                "RESONATE_PASSWORD (or RESONATE_PASSWORD_FILE)"
+            )
+        if parts is None or port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be http(s)://host:port[/path] of the Resonate server")
+        if parts.query or parts.fragment:
+            raise ValueError(
+                "must be http(s)://host:port[/path] of the Resonate server, without ?query or #fragment"
+            )
         return v.rstrip("/")
 
     @property
-    def host(self) -> str:
-        return self.url.rpartition(":")[0]
+    def store_url(self) -> str:
+        """The API's base URL (the SDK appends /promises, /tasks, ...)."""
+        return self.url
 
     @property
-    def store_port(self) -> str:
-        return self.url.rpartition(":")[2]
+    def effective_poll_url(self) -> str:
+        """The long-poll endpoint's base URL (the SDK appends /GROUP/ID)."""
+        if self.poll_url is not None:
+            return self.poll_url
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition(":")[0] if parts.port is not None else parts.netloc
+        return f"{parts.scheme}://{host}:{self.message_source_port}"
 
     @property
     def auth(self) -> tuple[str, str] | None:
@@ -198,10 +247,37 @@ class WorkerSettings(_Concern):
     liveness_seconds: float = Field(default=60.0, gt=0, le=3600)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Record ids are personal data (e-mail addresses, customer numbers): `hashed` logs each as the
+    # first 16 hex digits of HMAC-SHA256(WORKER_LOG_HASH_KEY, id), the same for every line, so an
+    # operator can follow one record without the log holding it.
+    log_record_ids: Literal["clear", "hashed"] = "clear"
+    log_hash_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _hash_key(self) -> WorkerSettings:
+        if self.log_record_ids == "hashed" and not (
+            self.log_hash_key and self.log_hash_key.get_secret_value()
+        ):
+            raise ValueError(
+                "WORKER_LOG_RECORD_IDS=hashed needs WORKER_LOG_HASH_KEY (or WORKER_LOG_HASH_KEY_FILE): "
+                "a secret key, so that the hashes cannot be recomputed from guessed ids"
+            )
+        return self
 
     @property
     def json_logs(self) -> bool:
         return self.log_format == "json"
+
+    @property
+    def hashes_record_ids(self) -> bool:
+        return self.log_record_ids == "hashed"
+
+    @property
+    def hash_key(self) -> bytes | None:
+        """The key record ids are hashed with in logs, or None to log them in clear."""
+        if self.log_record_ids != "hashed" or self.log_hash_key is None:
+            return None
+        return self.log_hash_key.get_secret_value().encode()
 
 
 class Settings(BaseModel):
@@ -225,6 +301,53 @@ class SettingsError(Exception):
     """One line naming the setting, the bad value and what is allowed."""
 
 
+# Secret values: SecretStr in their models, never shown (errors, logs, `check`, `config show`).
+SECRET_SETTINGS = frozenset(
+    {"DATABASE_URL", "BROKER_SASL_PASSWORD", "RESONATE_PASSWORD", "WORKER_LOG_HASH_KEY"}
+)
+FILE_SUFFIX = "_FILE"
+SECRETS_DIR_VARIABLE = "RECORD_DELETER_SECRETS_DIR"
+
+
+def env_name(model: type[_Concern], field: str) -> str:
+    return f"{model.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _file_values(model: type[_Concern], environ: Mapping[str, str]) -> dict[str, str]:
+    """Values from `NAME_FILE` variables: the file's content without its final line break."""
+    out: dict[str, str] = {}
+    for field in model.model_fields:
+        name = env_name(model, field)
+        path = environ.get(name + FILE_SUFFIX)
+        if path is None:
+            continue
+        if name in environ:
+            raise SettingsError(f"{name} and {name}{FILE_SUFFIX} are both set; set one of them")
+        try:
+            out[field] = Path(path).read_text().removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise SettingsError(f"{name}{FILE_SUFFIX}: cannot read {path} ({reason})") from None
+    return out
+
+
+def _secrets_dir(environ: Mapping[str, str]) -> Path | None:
+    value = environ.get(SECRETS_DIR_VARIABLE)
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise SettingsError(f"{SECRETS_DIR_VARIABLE} = {value!r}: not a directory (or not readable)")
+    try:
+        for entry in path.iterdir():
+            if entry.is_file() and entry.name.upper() in _known_names():
+                entry.read_bytes()  # one line naming an unreadable one, before the models read them
+    except OSError as exc:
+        where = getattr(exc, "filename", None) or value
+        raise SettingsError(f"{SECRETS_DIR_VARIABLE}: cannot read {where} ({exc.strerror})") from None
+    return path
+
+
 def load_settings(
     config_file: str | None = None, overrides: dict[str, dict[str, Any]] | None = None
 ) -> Settings:
@@ -245,10 +368,13 @@ def load_settings(
             )
     for warning in unknown_variables(os.environ):
         print(f"record-deleter: warning: {warning}", file=sys.stderr)
+    secrets_dir = _secrets_dir(os.environ)
     values: dict[str, Any] = {}
     for name, model in _CONCERNS.items():
         try:
-            concern = model(**file_values.get(name, {}))
+            # NAME_FILE wins over the TOML file (NAME itself wins over both: the env source).
+            given = {**file_values.get(name, {}), **_file_values(model, os.environ)}
+            concern = model(_secrets_dir=secrets_dir, **given)  # type: ignore[call-arg]
             # A command's own settings (the demo's embedded defaults) win over the environment and
             # the file: assigned one by one, each validated (validating a whole model again would
             # read the environment again, and the environment wins there).
@@ -256,32 +382,47 @@ def load_settings(
                 setattr(concern, key, value)
         except ValidationError as exc:
             raise SettingsError(_describe(name, model, exc)) from None
+        except OSError as exc:
+            raise SettingsError(f"invalid {name} setting: cannot read a file ({exc.strerror})") from None
         except ValueError as exc:
-            raise SettingsError(f"invalid {name} setting: {exc}") from None
+            raise SettingsError(f"invalid {name} setting: {_masked_text(str(exc))}") from None
         values[name] = concern
     return Settings(**values)
 
 
-def _shown(field: str, value: object) -> str:
-    """A rejected value as an error message may show it: secrets hidden, a URL's password masked."""
-    if "password" in field:
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def _masked_text(text: str) -> str:
+    """`text` with the userinfo of any URL in it replaced by `***@`."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def is_secret(env: str) -> bool:
+    """A secret setting: one of SECRET_SETTINGS, or any name with PASSWORD or KEY in it (so that a
+    setting added later is hidden before anyone remembers to list it)."""
+    return env in SECRET_SETTINGS or "PASSWORD" in env or "KEY" in env
+
+
+def _shown(env: str, value: object) -> str:
+    """A rejected value as an error message may show it: a secret not at all, a URL without its
+    userinfo (user:password@)."""
+    if is_secret(env):
         return "<hidden>"
-    if isinstance(value, str) and "://" in value:
-        scheme, _, rest = value.partition("://")
-        credentials, at, host = rest.rpartition("@")
-        if at and ":" in credentials:
-            return repr(f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}")
+    if isinstance(value, str):
+        return repr(_masked_text(value))
     return repr(value)
+
+
+def _known_names() -> set[str]:
+    return {env_name(model, field) for model in _CONCERNS.values() for field in model.model_fields}
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """One warning per variable with a settings prefix that names no setting (a typo is otherwise
     silently ignored), with the closest setting's name when there is one."""
-    known = {
-        f"{model.model_config.get('env_prefix', '')}{field}".upper()
-        for model in _CONCERNS.values()
-        for field in model.model_fields
-    }
+    names = _known_names()
+    known = names | {n + FILE_SUFFIX for n in names}
     prefixes = tuple(str(model.model_config.get("env_prefix", "")) for model in _CONCERNS.values())
     out = []
     for variable in sorted(environ):
@@ -294,12 +435,32 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 def _describe(name: str, model: type[_Concern], exc: ValidationError) -> str:
     err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else "?"
-    prefix = model.model_config.get("env_prefix", "")
-    env = f"{prefix}{field}".upper()
-    shown = _shown(field, err.get("input"))
-    reason = err["msg"].removeprefix("Value error, ")
+    reason = _masked_text(err["msg"].removeprefix("Value error, "))
+    if not err["loc"]:  # a rule between settings (e.g. WORKER_LOG_RECORD_IDS needs a key)
+        return f"invalid {name} settings: {reason}"
+    field = str(err["loc"][0])
+    env = env_name(model, field)
+    shown = _shown(env, err.get("input"))
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(model.model_fields))
         return f"unknown setting {name}.{field}; allowed in [{name}]: {allowed}"
     return f"invalid setting {env} ({name}.{field}) = {shown}: {reason}"
+
+
+def effective_settings(settings: Settings) -> list[tuple[str, str]]:
+    """(ENV_NAME, value) of every setting in effect, secrets as `***` (unset: empty): what
+    `record-deleter config show` prints."""
+    out: list[tuple[str, str]] = []
+    for name, model in _CONCERNS.items():
+        concern = getattr(settings, name)
+        for field in model.model_fields:
+            value = getattr(concern, field)
+            env = env_name(model, field)
+            if value is None:
+                shown = ""
+            elif isinstance(value, SecretStr) or is_secret(env):
+                shown = "***"
+            else:
+                shown = _masked_text(str(value))
+            out.append((env, shown))
+    return out

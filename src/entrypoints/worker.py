@@ -59,13 +59,14 @@ def run_worker(container: WorkerContainer) -> int:
         )
     broker = settings.broker
     log.info(
-        "worker started: %s %s, topic %s, group %s, resonate %s %s",
+        "worker started: %s %s, topic %s, group %s, resonate %s %s (poll %s)",
         broker.kind,
         broker.bootstrap_servers,
         broker.request_topic,
         broker.group,
         settings.resonate.mode,
-        settings.resonate.url,
+        settings.resonate.store_url,  # never carries credentials (settings refuse them)
+        settings.resonate.effective_poll_url,
     )
     code = EXIT_OK
     try:

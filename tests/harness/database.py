@@ -124,3 +124,18 @@ def scratch_database(kind: str, postgres: str | None = None) -> Iterator[str]:
                     raise
                 time.sleep(1)
         admin.dispose()
+
+
+def superuser_url() -> str | None:
+    """The PostgreSQL superuser over the unix socket of the cluster `scripts/services.sh`
+    provisioned (trust auth), for what the application's role may not do (CREATE ROLE); None
+    when the PostgreSQL is not one it provisioned."""
+    from .endpoints import services_dir
+
+    state = services_dir() / "postgres.state"
+    if not state.is_file():
+        return None
+    values = dict(line.split("=", 1) for line in state.read_text().splitlines() if "=" in line)
+    if values.get("POSTGRES_EXTERNAL") != "0" or not values.get("PG_TMP") or not values.get("PG_PORT"):
+        return None
+    return f"postgresql+psycopg://postgres@/postgres?host={values['PG_TMP']}&port={values['PG_PORT']}"

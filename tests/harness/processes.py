@@ -32,6 +32,7 @@ def cli_env(**settings: str) -> dict[str, str]:
     """This environment without any application setting, plus `settings`; JSON event logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
     env.pop("RECORD_DELETER_CONFIG", None)
+    env.pop("RECORD_DELETER_SECRETS_DIR", None)
     env["WORKER_LOG_FORMAT"] = "json"
     env.update(settings)
     env["PYTHONUNBUFFERED"] = "1"

@@ -38,6 +38,8 @@ SUBCOMMANDS = [
     "check",
     "db",
     "db upgrade",
+    "config",
+    "config show",
 ]
 # each command that needs the database, with the arguments it is otherwise valid with
 DATABASE_COMMANDS = {

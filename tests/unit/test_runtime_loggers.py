@@ -63,14 +63,18 @@ def test_workflows_and_steps_make_no_logger_of_their_own() -> None:
         runtime.stop()
 
 
-def test_the_sdks_step_warnings_still_reach_stderr_in_its_format(capfd: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("hashed", [False, True], ids=["clear", "hashed"])
+def test_the_sdks_step_warnings_still_reach_stderr_in_its_format(
+    capfd: pytest.CaptureFixture[str], hashed: bool
+) -> None:
     """A step retried after a transient error: the SDK's warning line, with the workflow and
-    step ids, as the SDK's own per-context loggers wrote it."""
+    step ids, as the SDK's own per-context loggers wrote it. With record ids hashed in logs
+    (WORKER_LOG_RECORD_IDS=hashed) the line has no arguments: no record id in clear."""
     broker = InMemoryBroker()
     broker.create_topic("done")
     broker.create_topic("failed")
     store = InMemoryRecordStore()
-    rid = RecordId("flaky@lg.example")
+    rid = RecordId(f"flaky-{hashed}@lg.example")
     store.add_record(rid, 5)
     failures = iter([RecordStoreUnavailable("database unavailable: connection reset")])
 
@@ -84,7 +88,7 @@ def test_the_sdks_step_warnings_still_reach_stderr_in_its_format(capfd: pytest.C
             return store.join_attempt(record_id, request, request_key)
 
     runtime = builders.runtime(
-        builders.resonate("local"),
+        builders.resonate("local", redact_log_args=hashed),
         Flaky(),
         builders.publisher(broker, "done", "failed"),
         params=builders.workflow_params(batch_size=10),
@@ -92,14 +96,21 @@ def test_the_sdks_step_warnings_still_reach_stderr_in_its_format(capfd: pytest.C
         namespace=NAMESPACE,
     )
     try:
-        m = message(500)
+        m = message(500 + hashed)
         runtime.start(rid, m)
         assert runtime.wait(runtime.request_key(m), 10)["deleted"] is True
     finally:
         runtime.stop()
     key = runtime.request_key(m)
-    warnings = [line for line in capfd.readouterr().err.splitlines() if "[WARNING]" in line and key in line]
+    err = capfd.readouterr().err
+    warnings = [line for line in err.splitlines() if "[WARNING]" in line and key in line]
     assert warnings, "the SDK's retry warning was not written"
     assert f"[{key}] [{key}.1]" in warnings[0]
     assert "join_and_delete" in warnings[0]
     assert "retrying" in warnings[0]
+    assert "RecordStoreUnavailable" in warnings[0]
+    if hashed:
+        assert rid.value not in err
+        assert "connection reset" not in warnings[0]
+    else:
+        assert rid.value in warnings[0]

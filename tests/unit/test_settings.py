@@ -80,7 +80,7 @@ def test_there_is_no_default_database() -> None:
 def test_database_url_forms(monkeypatch: pytest.MonkeyPatch, url: str, kind: str) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
     s = load_settings()
-    assert s.database.url == url
+    assert s.database.url_value == url
     assert s.database.kind == kind
 
 
@@ -192,7 +192,7 @@ def test_a_commands_own_settings_win_over_the_environment(monkeypatch: pytest.Mo
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app:secret@db.example:5432/app")
     monkeypatch.setenv("BROKER_KIND", "kafka")
     s = load_settings(None, {"database": {"url": "memory"}, "broker": {"kind": "memory", "partitions": 1}})
-    assert (s.database.url, s.broker.kind, s.broker.partitions) == ("memory", "memory", 1)
+    assert (s.database.url_value, s.broker.kind, s.broker.partitions) == ("memory", "memory", 1)
 
 
 def test_a_bad_override_is_a_settings_error() -> None:
