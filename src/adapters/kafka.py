@@ -41,10 +41,14 @@ class KafkaClientConfig:
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
     client_id: str = "record-deleter"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_confluent(self) -> dict[str, Any]:
+        """librdkafka's configuration; `extra` is applied last, so it may refine anything here."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -58,6 +62,12 @@ class KafkaClientConfig:
             conf["sasl.password"] = self.sasl_password
         if self.ssl_ca_location:
             conf["ssl.ca.location"] = self.ssl_ca_location
+        if self.ssl_certificate_location:
+            conf["ssl.certificate.location"] = self.ssl_certificate_location
+        if self.ssl_key_location:
+            conf["ssl.key.location"] = self.ssl_key_location
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password
         conf.update(self.extra)
         return conf
 
