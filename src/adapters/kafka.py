@@ -72,6 +72,51 @@ class KafkaClientConfig:
         return conf
 
 
+# Errors that retrying cannot cure: wrong credentials, a certificate the other side refuses.
+_REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL})
+
+
+class _LastRefusal:
+    """An `error_cb` that keeps the last refusal (authentication, TLS) librdkafka reported, so an
+    error a person sees says *why* the brokers are unreachable instead of 'transport failure'.
+
+    `reason`: a refusal no retry cures (wrong credentials). `hint`: also a TLS failure reported as a
+    transport error (a certificate the other side refused), which only explains, never ends a run:
+    a broker restarting can fail a handshake too."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.hint: str | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        text = err.str()
+        if err.code() in _REFUSALS:
+            self.reason = self.hint = text
+            log.error("kafka: the brokers refused the connection: %s", text)
+        elif err.code() == KafkaError._TRANSPORT and ("SSL" in text or "certificate" in text):
+            self.hint = text
+
+    def explain(self, what: str) -> str:
+        if self.hint is None:
+            return what
+        return (
+            f"{what} (the brokers refused the connection: {self.hint}; "
+            "check the BROKER_SASL_* and BROKER_SSL_* settings)"
+        )
+
+
+def property_problem(properties: Mapping[str, str]) -> str | None:
+    """Why librdkafka refuses these pass-through properties (an unknown name, a bad value), or
+    None: a client built from them alone (no brokers, so nothing connects) is asked."""
+    if not properties:
+        return None
+    try:
+        Producer({"log_level": 0, **properties})
+    except KafkaException as exc:
+        return str(exc.args[0].str())
+    return None
+
+
 def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:
     headers = msg.headers() or []
     raw = list(headers.items()) if isinstance(headers, dict) else list(headers)
@@ -102,6 +147,7 @@ class KafkaRequestSource(RequestSource):
         self._unavailable_after = unavailable_after
         self._down_since: float | None = None
         self._paused = False
+        self._refusal = _LastRefusal()
         conf = {
             **client.to_confluent(),
             "group.id": group,
@@ -132,6 +178,10 @@ class KafkaRequestSource(RequestSource):
         raise ValueError(f"group protocol must be 'consumer' or 'classic', got {protocol!r}")
 
     def _on_error(self, err: KafkaError) -> None:
+        if err.code() in _REFUSALS:
+            self._refusal(err)
+            return
+        self._refusal(err)  # a TLS failure: kept to explain BrokerUnavailable, handled as below
         if err.code() in (KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE):
             log.error(
                 "kafka consumer: %s; a broker without the KIP-848 consumer group protocol needs "
@@ -165,6 +215,10 @@ class KafkaRequestSource(RequestSource):
 
     def poll(self, timeout: float) -> InboundMessage | None:
         msg = self._consumer.poll(timeout)
+        if self._refusal.reason is not None:
+            # Wrong credentials or certificates: no retry cures them, and nothing was consumed (so
+            # no offset stored or committed); exit and let the operator fix the settings.
+            raise BrokerUnavailable(self._refusal.explain("cannot consume"))
         if msg is None:
             self._check_brokers()
             return None
@@ -193,7 +247,9 @@ class KafkaRequestSource(RequestSource):
             self._consumer.list_topics(self._topic, timeout=5)
         except KafkaException as exc:
             raise BrokerUnavailable(
-                f"brokers unreachable for {time.monotonic() - self._down_since:.0f}s: {exc}"
+                self._refusal.explain(
+                    f"brokers unreachable for {time.monotonic() - self._down_since:.0f}s: {exc}"
+                )
             ) from exc
         self._down_since = None
 
@@ -233,9 +289,11 @@ class KafkaTopicWriter(TopicWriter):
 
     def __init__(self, client: KafkaClientConfig, *, delivery_timeout: float) -> None:
         self._timeout = delivery_timeout
+        self._refusal = _LastRefusal()
         self._producer = Producer(
             {
                 **client.to_confluent(),
+                "error_cb": self._refusal,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 2,
@@ -278,7 +336,7 @@ class KafkaTopicWriter(TopicWriter):
         if err is not None:
             if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large")
-            raise BrokerUnavailable(f"delivery to {topic} failed: {err.str()}")
+            raise BrokerUnavailable(self._refusal.explain(f"delivery to {topic} failed: {err.str()}"))
 
     def close(self) -> None:
         remaining = self._producer.flush(self._timeout)
@@ -328,7 +386,13 @@ class KafkaTopicAdmin:
     """Creates the project's topics idempotently."""
 
     def __init__(self, client: KafkaClientConfig) -> None:
-        self._admin = AdminClient(client.to_confluent())
+        self._refusal = _LastRefusal()
+        conf: dict[str, Any] = {**client.to_confluent(), "error_cb": self._refusal}
+        self._admin = AdminClient(conf)
+
+    def _failure(self, what: str) -> str:
+        self._admin.poll(0)  # serves error_cb: the refusal, if that was the cause
+        return self._refusal.explain(what)
 
     def create(self, topics: Mapping[str, int], replication_factor: int = 1) -> dict[str, str]:
         """Create each topic (name -> partitions); returns name -> 'created' | 'exists'."""
@@ -348,7 +412,9 @@ class KafkaTopicAdmin:
                 if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     outcome[name] = "exists"
                 else:
-                    raise BrokerUnavailable(f"could not create topic {name}: {exc.args[0].str()}") from exc
+                    raise BrokerUnavailable(
+                        self._failure(f"could not create topic {name}: {exc.args[0].str()}")
+                    ) from exc
         return outcome
 
     def partitions(self, topic: str) -> int:
@@ -356,7 +422,7 @@ class KafkaTopicAdmin:
         try:
             meta = self._admin.list_topics(topic, timeout=10)
         except KafkaException as exc:
-            raise BrokerUnavailable(f"cannot reach the brokers: {exc.args[0].str()}") from exc
+            raise BrokerUnavailable(self._failure(f"cannot reach the brokers: {exc.args[0].str()}")) from exc
         t = meta.topics.get(topic)
         if t is None or t.error is not None:
             return 0

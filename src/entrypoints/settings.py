@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from ..adapters.kafka import property_problem
 from ..adapters.sql_schema import DEMO_DELETION_PLAN
 from ..adapters.sql_store import DeletionPlan
 
@@ -142,8 +143,20 @@ def librdkafka_properties(broker: BrokerSettings, environ: Mapping[str, str]) ->
             props[name.strip()] = value.strip()
     for variable, value in sorted(environ.items()):
         if variable.startswith(RDKAFKA_PREFIX) and len(variable) > len(RDKAFKA_PREFIX):
-            props[variable[len(RDKAFKA_PREFIX) :].lower().replace("_", ".")] = value
+            props[rdkafka_property_name(variable)] = value
+    problem = property_problem(props) if broker.kind != "memory" else None
+    if problem is not None:
+        raise SettingsError(
+            f"invalid librdkafka property (BROKER_PROPERTIES_FILE or {RDKAFKA_PREFIX}*): {problem}"
+        )
     return props
+
+
+def rdkafka_property_name(variable: str) -> str:
+    """BROKER_RDKAFKA_SOCKET_KEEPALIVE_ENABLE -> socket.keepalive.enable; `__` stands for a `_`
+    (BROKER_RDKAFKA_LOG__LEVEL -> log_level)."""
+    name = variable[len(RDKAFKA_PREFIX) :].lower()
+    return ".".join(part.replace("\0", "_") for part in name.replace("__", "\0").split("_"))
 
 
 def check_broker(broker: BrokerSettings) -> None:

@@ -77,7 +77,9 @@ def test_librdkafka_properties_pass_through_from_a_file_and_the_environment(monk
         BROKER_PROPERTIES_FILE=str(props),
         BROKER_RDKAFKA_CLIENT_RACK="b",
         BROKER_RDKAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM="https",
+        BROKER_RDKAFKA_LOG__LEVEL="3",
     )
+    assert conf["log_level"] == "3"  # `__` stands for a `_` in the name
     assert conf["socket.keepalive.enable"] == "true"
     assert conf["client.rack"] == "b"  # the environment wins over the file
     assert conf["ssl.endpoint.identification.algorithm"] == "https"
@@ -124,6 +126,8 @@ def test_redpanda_profile_defaults_and_mtls(monkeypatch, pem) -> None:
         ({"BROKER_SSL_CA_LOCATION": "/etc/hostname"}, "does not use TLS"),
         ({"BROKER_SECURITY_PROTOCOL": "SSL", "BROKER_SSL_KEY_LOCATION": "/etc/hostname"}, "needs both"),
         ({"BROKER_PROPERTIES_FILE": "/nonexistent/client.properties"}, "cannot read it"),
+        ({"BROKER_RDKAFKA_BOGUS_PROPERTY": "1"}, 'No such configuration property: "bogus.property"'),
+        ({"BROKER_RDKAFKA_SOCKET_KEEPALIVE_ENABLE": "maybe"}, "Expected bool value"),
     ],
 )
 def test_inconsistent_broker_settings_are_one_line_and_exit_2(monkeypatch, capsys, env, expected) -> None:
