@@ -85,8 +85,10 @@ def _kafka_writer(client: KafkaClientConfig, delivery_timeout: float) -> Iterato
     writer.close()  # flushes
 
 
-def _engine(url: str, pool_size: int) -> Iterator[Engine]:
-    engine = make_engine(url, pool_size=pool_size)
+def _engine(url: str, pool_size: int, statement_timeout: float, lock_timeout: float) -> Iterator[Engine]:
+    engine = make_engine(
+        url, pool_size=pool_size, statement_timeout=statement_timeout, lock_timeout=lock_timeout
+    )
     yield engine
     engine.dispose()
 
@@ -141,7 +143,13 @@ class SqlDatabase(containers.DeclarativeContainer):
     """SQLite or PostgreSQL through SQLAlchemy."""
 
     settings = providers.Dependency(instance_of=DatabaseSettings)
-    engine = providers.Resource(_engine, url=settings.provided.url, pool_size=settings.provided.pool_size)
+    engine = providers.Resource(
+        _engine,
+        url=settings.provided.url,
+        pool_size=settings.provided.pool_size,
+        statement_timeout=settings.provided.statement_timeout_seconds,
+        lock_timeout=settings.provided.lock_timeout_seconds,
+    )
     plan = providers.Singleton(DeletionPlan.parse, settings.provided.deletion_plan)
     record_store = providers.Singleton(SqlRecordStore, engine=engine, plan=plan)
     create_demo_tables = providers.Callable(create_demo_tables, engine)

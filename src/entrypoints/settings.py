@@ -225,6 +225,11 @@ class DatabaseSettings(_Concern):
     url: str | None = Field(default=None, repr=False, description="required by every command but demo")
     deletion_plan: str = DEMO_DELETION_PLAN
     pool_size: int = Field(default=8, ge=1, le=256)
+    # PostgreSQL, every connection of the store: a statement (a batch's DELETE, a ledger write)
+    # running longer, or waiting longer for another session's lock, fails as a transient error, so
+    # the step backs off and retries instead of holding a step thread indefinitely. 0 = no limit.
+    statement_timeout_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    lock_timeout_seconds: float = Field(default=10.0, ge=0, le=86_400)
     seconds_per_row: float = Field(default=0.0, ge=0, le=60, description="memory store only: simulated cost")
 
     @field_validator("url")
