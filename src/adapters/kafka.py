@@ -23,7 +23,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from ..domain.errors import BrokerUnavailable, MessageTooLarge
+from ..domain.errors import BrokerRefused, BrokerUnavailable, MessageTooLarge
 from ..domain.messages import OutboundMessage
 from ..domain.model import InboundMessage
 from ..domain.ports import RequestSource, TopicWriter
@@ -218,7 +218,7 @@ class KafkaRequestSource(RequestSource):
         if self._refusal.reason is not None:
             # Wrong credentials or certificates: no retry cures them, and nothing was consumed (so
             # no offset stored or committed); exit and let the operator fix the settings.
-            raise BrokerUnavailable(self._refusal.explain("cannot consume"))
+            raise BrokerRefused(self._refusal.explain("cannot consume"))
         if msg is None:
             self._check_brokers()
             return None
@@ -390,9 +390,10 @@ class KafkaTopicAdmin:
         conf: dict[str, Any] = {**client.to_confluent(), "error_cb": self._refusal}
         self._admin = AdminClient(conf)
 
-    def _failure(self, what: str) -> str:
+    def _failure(self, what: str) -> BrokerUnavailable:
         self._admin.poll(0)  # serves error_cb: the refusal, if that was the cause
-        return self._refusal.explain(what)
+        cls = BrokerRefused if self._refusal.reason is not None else BrokerUnavailable
+        return cls(self._refusal.explain(what))
 
     def create(self, topics: Mapping[str, int], replication_factor: int = 1) -> dict[str, str]:
         """Create each topic (name -> partitions); returns name -> 'created' | 'exists'."""
@@ -412,9 +413,7 @@ class KafkaTopicAdmin:
                 if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     outcome[name] = "exists"
                 else:
-                    raise BrokerUnavailable(
-                        self._failure(f"could not create topic {name}: {exc.args[0].str()}")
-                    ) from exc
+                    raise self._failure(f"could not create topic {name}: {exc.args[0].str()}") from exc
         return outcome
 
     def partitions(self, topic: str) -> int:
@@ -422,7 +421,7 @@ class KafkaTopicAdmin:
         try:
             meta = self._admin.list_topics(topic, timeout=10)
         except KafkaException as exc:
-            raise BrokerUnavailable(self._failure(f"cannot reach the brokers: {exc.args[0].str()}")) from exc
+            raise self._failure(f"cannot reach the brokers: {exc.args[0].str()}") from exc
         t = meta.topics.get(topic)
         if t is None or t.error is not None:
             return 0

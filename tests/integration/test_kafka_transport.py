@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from record_deleter.adapters.kafka import KafkaRequestSource, KafkaTopicAdmin, KafkaTopicWriter
-from record_deleter.domain.errors import BrokerUnavailable
+from record_deleter.domain.errors import BrokerRefused, BrokerUnavailable
 from record_deleter.domain.messages import OutboundMessage
 from record_deleter.entrypoints.containers import kafka_client_config
 from record_deleter.entrypoints.settings import load_settings
@@ -193,16 +193,46 @@ def test_worker_process_answers_over_sasl_ssl(tmp_path: Path, kind: str) -> None
 
 
 def test_worker_with_a_wrong_password_exits_with_one_clear_line(tmp_path: Path) -> None:
+    """Refused credentials are a setting to fix: the worker's start-up check says so in one line,
+    exit 2, before it joins the group; nothing is consumed or committed."""
     transport = sasl_env("kafka", "SCRAM-SHA-256", password="not-the-password")
     dep = Deployment.create(tmp_path, "sasl-wrong", partitions=1, **transport)
     try:
         dep.request(dep.seed([1]))
         with worker_process(dep.env, tmp_path / "worker.log") as worker:
             code = wait_for(worker.poll, timeout=90, message="the worker to give up")
-        assert code == 3
+        assert code == 2
         log = (tmp_path / "worker.log").read_text()
-        assert "Authentication failed" in log
+        errors = [line for line in log.splitlines() if line.startswith("record-deleter: error:")]
+        assert len(errors) == 1, log[-3000:]
+        assert "the brokers refused the connection" in errors[0]
+        assert "SASL authentication error: Authentication failed" in errors[0]
         assert "not-the-password" not in log
         assert dep.lag() == 1, "no offset committed"
     finally:
         dep.close()
+
+
+def test_a_consumer_refused_at_run_time_raises_broker_refused(monkeypatch, plain: str) -> None:
+    """After start-up (credentials rotated under a running worker) the request source ends the run
+    with the refusal: a BrokerRefused, which the worker turns into exit 3 for its supervisor."""
+    settings = settings_from(monkeypatch, sasl_env("kafka", "PLAIN", password="not-the-password"))
+    source = KafkaRequestSource(
+        kafka_client_config(settings.broker),
+        unique("tls-req"),
+        unique("tls-group"),
+        unavailable_after=30,
+        session_timeout=10,
+        group_protocol="consumer",
+    )
+
+    def poll_until_refused() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            source.poll(0.5)
+
+    try:
+        with pytest.raises(BrokerRefused, match="Invalid username or password"):
+            poll_until_refused()
+    finally:
+        source._consumer.close()
