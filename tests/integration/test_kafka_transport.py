@@ -18,6 +18,7 @@ import pytest
 from record_deleter.adapters.kafka import KafkaRequestSource, KafkaTopicAdmin, KafkaTopicWriter
 from record_deleter.domain.errors import BrokerRefused, BrokerUnavailable
 from record_deleter.domain.messages import OutboundMessage
+from record_deleter.entrypoints.cli import main
 from record_deleter.entrypoints.containers import kafka_client_config
 from record_deleter.entrypoints.settings import load_settings
 from tests.harness import Deployment, committed_lag, kafka_bootstrap, unique
@@ -236,3 +237,21 @@ def test_a_consumer_refused_at_run_time_raises_broker_refused(monkeypatch, plain
             poll_until_refused()
     finally:
         source._consumer.close()
+
+
+@pytest.mark.parametrize("kind", ["kafka", "redpanda"])
+def test_setup_topics_and_produce_commands_over_sasl_ssl(monkeypatch, capsys, plain: str, kind: str) -> None:
+    """The operator commands build their clients from the same settings: `setup-topics` (admin)
+    and `produce` (the request producer) over SASL_SSL."""
+    names = {
+        "BROKER_REQUEST_TOPIC": unique("req"),
+        "BROKER_COMPLETION_TOPIC": unique("done"),
+        "BROKER_FAILURE_TOPIC": unique("failed"),
+        "BROKER_DEAD_LETTER_TOPIC": unique("dlq"),
+    }
+    settings_from(monkeypatch, {**sasl_env(kind, "SCRAM-SHA-512"), **names, "BROKER_PARTITIONS": "1"})
+    assert main(["setup-topics"]) == 0
+    assert capsys.readouterr().out.count(": created") == 4
+    assert main(["produce", "-n", "3"]) == 0
+    got = read_topic(plain, names["BROKER_REQUEST_TOPIC"], expect=3, timeout=30, settle=0.2)
+    assert len(got) == 3
