@@ -17,6 +17,7 @@
 #   scripts/services.sh status | env
 #   scripts/services.sh resonate-cmd --dir DIR --api PORT --poll PORT [--metrics PORT]
 #                       [--postgres postgresql://USER:PASSWORD@HOST:PORT/DB] [--bin PATH]
+#                       [--auth USER:PASSWORD]  (basic auth on its API and poll port)
 #       print, one argument a line, the command that runs a private Resonate server with
 #       the flags `up` uses (SQLite store DIR/resonate.db unless --postgres). The server's
 #       flags are written here only (docker-compose.yml has its own copy).
@@ -25,12 +26,21 @@
 # talks to these services. It exports the names record-deleter reads:
 #   BROKER_BOOTSTRAP_SERVERS                     kafka    (host:port)
 #   RESONATE_URL, RESONATE_MESSAGE_SOURCE_PORT   resonate (http://host:port, port)
+#   RESONATE_USERNAME, RESONATE_PASSWORD         resonate (basic auth on its API + poll port)
 #   DATABASE_URL                                 postgres (postgresql+psycopg://...)
 # the libpq names, so plain `psql` opens the application database:
 #   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE
 # and, outside the application's namespaces, what was provisioned:
 #   SERVICES_RESONATE_BIN (server binary), SERVICES_RESONATE_STORE (sqlite|postgres),
-#   SERVICES_RESONATE_POSTGRES_URL (its store, postgres only), RECORD_DELETER_SERVICES_OWNED.
+#   SERVICES_RESONATE_POSTGRES_URL (its store, postgres only), RECORD_DELETER_SERVICES_OWNED;
+#   the authenticated, encrypted endpoints (a CA made by this script, $SVC/tls/ca.pem, signs
+#   every certificate, all for 127.0.0.1 and localhost):
+#   SERVICES_KAFKA_SASL_BOOTSTRAP  SASL_SSL listener (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)
+#   SERVICES_KAFKA_SASL_USERNAME, SERVICES_KAFKA_SASL_PASSWORD   its user (made at format time)
+#   SERVICES_KAFKA_MTLS_BOOTSTRAP  SSL listener that requires a client certificate
+#   SERVICES_KAFKA_CA, SERVICES_POSTGRES_CA   the CA (same file)
+#   SERVICES_TLS_CLIENT_CERT, SERVICES_TLS_CLIENT_KEY   a client certificate for mTLS
+#   SERVICES_POSTGRES_TLS_URL      a role that may connect over TLS only, sslmode=verify-full
 # A service whose variable is already set in the environment is external: not
 # started, its value passed through:
 #   kafka:    BROKER_BOOTSTRAP_SERVERS
@@ -67,6 +77,7 @@ PG_USER=record_deleter
 PG_PASSWORD=record_deleter
 PG_DB=record_deleter
 PG_RESONATE_DB=resonate
+PG_TLS_USER=record_deleter_tls        # may log in over TLS only; member of $PG_USER
 READY_TIMEOUT="${SERVICES_READY_TIMEOUT:-120}"
 STOP_TIMEOUT="${SERVICES_STOP_TIMEOUT:-30}"   # graceful stop that keeps data (stop/restart)
 DOWN_TIMEOUT="${SERVICES_DOWN_TIMEOUT:-10}"   # down throws the data away: SIGKILL sooner
@@ -199,6 +210,34 @@ write_state() { # SERVICE VAR...  (values taken from the current shell)
 load_state() { local f; f=$(statef "$1"); [[ -f "$f" ]] || return 1; # shellcheck disable=SC1090
   source "$f"; }
 
+# ----------------------------------------------------------------- TLS material
+# One throwaway CA per state dir ($SVC/tls), made with openssl by the first service that needs it;
+# it signs the broker's and PostgreSQL's certificates (127.0.0.1 and localhost) and a client
+# certificate for mTLS. `down` removes it with the last service.
+tls_ca() {
+  local d="$SVC/tls" out
+  [[ -f "$d/ca.pem" && -f "$d/ca.key" ]] && return 0
+  command -v openssl >/dev/null || fail "$CURRENT" "openssl not found (needed to make the test CA)"
+  mkdir -p "$d"; chmod 755 "$d"
+  out=$(openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=record-deleter test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>&1) || fail "$CURRENT" "openssl could not make the CA: $out"
+  chmod 600 "$d/ca.key"; chmod 644 "$d/ca.pem"
+}
+
+tls_cert() { # NAME CN USAGE(serverAuth|clientAuth): $SVC/tls/NAME.{key,pem}, signed by the CA
+  local d="$SVC/tls" name="$1" cn="$2" usage="$3" ext out
+  tls_ca
+  [[ -f "$d/$name.pem" && -f "$d/$name.key" ]] && return 0
+  ext="$d/$name.ext"
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=%s\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' \
+    "$usage" >"$ext"
+  out=$( { openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$d/$name.key" -out "$d/$name.csr" \
+    && openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+      -extfile "$ext" -out "$d/$name.pem"; } 2>&1) || fail "$CURRENT" "openssl could not make the $name certificate: $out"
+  chmod 600 "$d/$name.key"; rm -f "$d/$name.csr" "$ext"
+}
+
 mask_url() { sed 's#\(://[^:/@]*:\)[^@]*@#\1***@#' <<<"$1"; }   # hide a URL's password
 
 is_owned_env() { [[ " ${RECORD_DELETER_SERVICES_OWNED:-} " == *" $1 "* ]]; }
@@ -225,6 +264,13 @@ write_env() {
         printf 'export BROKER_BOOTSTRAP_SERVERS=%q\n' "$KAFKA_EXT_BOOTSTRAP"
       else
         printf 'export BROKER_BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$KAFKA_PORT"
+        printf 'export SERVICES_KAFKA_SASL_BOOTSTRAP=%q\n' "127.0.0.1:$KAFKA_SASL_PORT"
+        printf 'export SERVICES_KAFKA_MTLS_BOOTSTRAP=%q\n' "127.0.0.1:$KAFKA_MTLS_PORT"
+        printf 'export SERVICES_KAFKA_SASL_USERNAME=%q SERVICES_KAFKA_SASL_PASSWORD=%q\n' \
+          "$KAFKA_SASL_USER" "$KAFKA_SASL_PASSWORD"
+        printf 'export SERVICES_KAFKA_CA=%q\n' "$SVC/tls/ca.pem"
+        printf 'export SERVICES_TLS_CLIENT_CERT=%q SERVICES_TLS_CLIENT_KEY=%q\n' \
+          "$SVC/tls/client.pem" "$SVC/tls/client.key"
       fi
     ); fi
     if (load_state resonate) 2>/dev/null; then (
@@ -235,6 +281,7 @@ write_env() {
       else
         printf 'export RESONATE_URL=%q\n' "http://127.0.0.1:$RESONATE_API_PORT"
         printf 'export RESONATE_MESSAGE_SOURCE_PORT=%q\n' "$RESONATE_POLL_PORT"
+        printf 'export RESONATE_USERNAME=%q RESONATE_PASSWORD=%q\n' "$RESONATE_AUTH_USER" "$RESONATE_AUTH_PASSWORD"
         printf 'export SERVICES_RESONATE_BIN=%q\n' "$RESONATE_BIN"
         printf 'export SERVICES_RESONATE_STORE=%q\n' "$RESONATE_STORE_KIND"
         if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
@@ -252,6 +299,9 @@ write_env() {
           "postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
         printf 'export PGHOST=127.0.0.1 PGPORT=%q PGUSER=%q PGPASSWORD=%q PGDATABASE=%q\n' \
           "$PG_PORT" "$PG_USER" "$PG_PASSWORD" "$PG_DB"
+        printf 'export SERVICES_POSTGRES_CA=%q\n' "$SVC/tls/ca.pem"
+        printf 'export SERVICES_POSTGRES_TLS_URL=%q\n' \
+          "postgresql+psycopg://$PG_TLS_USER:$PG_TLS_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB?sslmode=verify-full&sslrootcert=$SVC/tls/ca.pem"
       fi
     ); fi
     for s in "${ALL_SERVICES[@]}"; do
@@ -305,16 +355,38 @@ kafka_init() { # fresh config + formatted storage
   local dir="$SVC/kafka" log cid
   log=$(logf kafka)
   rm -rf "$dir"; mkdir -p "$dir/data"
-  free_port KAFKA_PORT; free_port KAFKA_CONTROLLER_PORT
+  free_port KAFKA_PORT; free_port KAFKA_CONTROLLER_PORT; free_port KAFKA_SASL_PORT; free_port KAFKA_MTLS_PORT
+  # the authenticated listeners: SASL_SSL (SCRAM-SHA-256/-512 users made at format time, PLAIN from
+  # the JAAS line below) and SSL with a required client certificate (mTLS); same user + password
+  KAFKA_SASL_USER=record-deleter
+  KAFKA_SASL_PASSWORD=$(openssl rand -hex 16)
+  KAFKA_KEYSTORE_PASSWORD=$(openssl rand -hex 16)
+  tls_cert kafka-broker 127.0.0.1 serverAuth
+  tls_cert client record-deleter-client clientAuth
+  local out
+  out=$(openssl pkcs12 -export -in "$SVC/tls/kafka-broker.pem" -inkey "$SVC/tls/kafka-broker.key" \
+    -certfile "$SVC/tls/ca.pem" -name broker -out "$dir/broker.p12" \
+    -passout "pass:$KAFKA_KEYSTORE_PASSWORD" 2>&1) || fail kafka "openssl pkcs12 (broker keystore) failed: $out"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$dir/broker.p12
+ssl.keystore.password=$KAFKA_KEYSTORE_PASSWORD
+ssl.key.password=$KAFKA_KEYSTORE_PASSWORD
+ssl.truststore.type=PEM
+ssl.truststore.location=$SVC/tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
 log.dirs=$dir/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -367,9 +439,12 @@ while True:
 print(c)')
   printf '\n== %s\n' "StorageTool format --standalone -t $cid $(date -Is)" >>"$log"
   kafka_tool kafka.tools.StorageTool format --standalone -t "$cid" -c "$dir/server.properties" \
+    --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
+    --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
     >>"$log" 2>&1 </dev/null || fail kafka "kafka.tools.StorageTool format failed"
   KAFKA_EXTERNAL=0
-  write_state kafka KAFKA_EXTERNAL KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_JARS KAFKA_VERSION_RESOLVED
+  write_state kafka KAFKA_EXTERNAL KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_JARS KAFKA_VERSION_RESOLVED \
+    KAFKA_SASL_PORT KAFKA_MTLS_PORT KAFKA_SASL_USER KAFKA_SASL_PASSWORD
 }
 
 kafka_launch() {
@@ -392,6 +467,11 @@ kafka_wait() { # [full]: also create/list/delete a probe topic
   until port_open "$KAFKA_PORT"; do
     pid_alive "$pid" || fail kafka "broker process exited during startup"
     ((SECONDS < deadline)) || fail kafka "port 127.0.0.1:$KAFKA_PORT not open after ${READY_TIMEOUT}s"
+    sleep 0.2
+  done
+  until port_open "$KAFKA_SASL_PORT" && port_open "$KAFKA_MTLS_PORT"; do
+    pid_alive "$pid" || fail kafka "broker process exited during startup"
+    ((SECONDS < deadline)) || fail kafka "TLS listeners :$KAFKA_SASL_PORT/:$KAFKA_MTLS_PORT not open after ${READY_TIMEOUT}s"
     sleep 0.2
   done
   # a metadata request must succeed
@@ -482,8 +562,10 @@ EOF
     *) fail resonate "SERVICES_RESONATE_STORE must be sqlite or postgres, not '$RESONATE_STORE_KIND'" ;;
   esac
   RESONATE_EXTERNAL=0
+  RESONATE_AUTH_USER=record-deleter
+  RESONATE_AUTH_PASSWORD=$(openssl rand -hex 16)
   write_state resonate RESONATE_EXTERNAL RESONATE_BIN RESONATE_API_PORT RESONATE_POLL_PORT \
-    RESONATE_METRICS_PORT RESONATE_STORE_KIND RESONATE_PG_PORT
+    RESONATE_METRICS_PORT RESONATE_STORE_KIND RESONATE_PG_PORT RESONATE_AUTH_USER RESONATE_AUTH_PASSWORD
 }
 
 # resonate_cmd BIN DIR API_PORT POLL_PORT METRICS_PORT [PG_HOST PG_PORT PG_USER PG_PASSWORD PG_DB]
@@ -503,6 +585,10 @@ resonate_cmd() {
     # a task sent to a worker that died before claiming it is re-sent after this (default 1m)
     --aio-poll-ttc "${SERVICES_RESONATE_POLL_TTC:-10s}"
     --log-level "${SERVICES_RESONATE_LOG_LEVEL:-info}")
+  if [[ -n "${RESONATE_CMD_AUTH:-}" ]]; then   # USER:PASSWORD -> basic auth on the API and the poll port
+    RESONATE_CMD+=(--api-http-auth "${RESONATE_CMD_AUTH%%:*}=${RESONATE_CMD_AUTH#*:}"
+      --aio-poll-auth "${RESONATE_CMD_AUTH%%:*}=${RESONATE_CMD_AUTH#*:}")
+  fi
   if (($# > 5)); then
     RESONATE_CMD+=(--aio-store-sqlite-enable=false
       --aio-store-postgres-enable
@@ -525,24 +611,25 @@ resonate_launch() {
   if [[ "$RESONATE_STORE_KIND" == postgres ]]; then
     pg=(127.0.0.1 "$RESONATE_PG_PORT" "$PG_USER" "$PG_PASSWORD" "$PG_RESONATE_DB")
   fi
-  resonate_cmd "$RESONATE_BIN" "$dir" "$RESONATE_API_PORT" "$RESONATE_POLL_PORT" "$RESONATE_METRICS_PORT" "${pg[@]}"
+  RESONATE_CMD_AUTH="$RESONATE_AUTH_USER:$RESONATE_AUTH_PASSWORD" \
+    resonate_cmd "$RESONATE_BIN" "$dir" "$RESONATE_API_PORT" "$RESONATE_POLL_PORT" "$RESONATE_METRICS_PORT" "${pg[@]}"
   local cmd=("${RESONATE_CMD[@]}")
   printf '\n== %s\n' "start $(date -Is): ${cmd[*]}" >>"$log"
-  printf '%q ' "${cmd[@]}" >"$SVC/resonate.cmd"; echo >>"$SVC/resonate.cmd"
+  printf '%q ' "${cmd[@]}" | sed "s/$RESONATE_AUTH_PASSWORD/***/g" >"$SVC/resonate.cmd"; echo >>"$SVC/resonate.cmd"
   (cd "$dir" && exec setsid "${cmd[@]}") >>"$log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidf resonate)"
 }
 
 # resonate-cmd: print a private server's command line, one argument a line (see the header).
 cmd_resonate_cmd() {
-  local dir="" api="" poll="" metrics="" pgurl="" bin="${SERVICES_RESONATE_BIN:-}" pg=() a
+  local dir="" api="" poll="" metrics="" pgurl="" bin="${SERVICES_RESONATE_BIN:-}" pg=() a auth=""
   while (($#)); do
     case "$1" in
-      --dir | --api | --poll | --metrics | --postgres | --bin)
+      --dir | --api | --poll | --metrics | --postgres | --bin | --auth)
         [[ $# -ge 2 ]] || { say "resonate-cmd: $1 needs a value"; exit 2; }
         case "$1" in
           --dir) dir="$2" ;; --api) api="$2" ;; --poll) poll="$2" ;; --metrics) metrics="$2" ;;
-          --postgres) pgurl="$2" ;; --bin) bin="$2" ;;
+          --postgres) pgurl="$2" ;; --bin) bin="$2" ;; --auth) auth="$2" ;;
         esac
         shift 2 ;;
       *) say "resonate-cmd: unknown argument '$1'"; exit 2 ;;
@@ -567,7 +654,8 @@ for v in (p.hostname, p.port or 5432, u.unquote(p.username or ""), u.unquote(p.p
   fi
   mkdir -p "$dir"
   [[ -f "$dir/resonate.yaml" ]] || : >"$dir/resonate.yaml"
-  resonate_cmd "$bin" "$(cd "$dir" && pwd)" "$api" "$poll" "$metrics" "${pg[@]}"
+  [[ -z "$auth" || "$auth" == ?*:?* ]] || { say "resonate-cmd: --auth must be USER:PASSWORD"; exit 2; }
+  RESONATE_CMD_AUTH="$auth" resonate_cmd "$bin" "$(cd "$dir" && pwd)" "$api" "$poll" "$metrics" "${pg[@]}"
   printf '%s\n' "${RESONATE_CMD[@]}"
 }
 
@@ -578,7 +666,7 @@ resonate_wait() {
   deadline=$((SECONDS + READY_TIMEOUT))
   while :; do
     pid_alive "$pid" || fail resonate "server process exited during startup"
-    code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' \
+    code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' -u "$RESONATE_AUTH_USER:$RESONATE_AUTH_PASSWORD" \
       "http://127.0.0.1:$RESONATE_API_PORT/promises?id=*&limit=1" 2>/dev/null || true)
     if [[ "$code" == 200 ]] && port_open "$RESONATE_POLL_PORT"; then break; fi
     ((SECONDS < deadline)) || fail resonate "GET /promises on 127.0.0.1:$RESONATE_API_PORT not 200 after ${READY_TIMEOUT}s (last: ${code:-none})"
@@ -623,7 +711,8 @@ pg_init() {
   chmod 700 "$PG_TMP"; chown postgres:postgres "$PG_TMP"
   free_port PG_PORT
   POSTGRES_EXTERNAL=0
-  write_state postgres POSTGRES_EXTERNAL PG_BIN_DIR PG_TMP PG_PORT
+  PG_TLS_PASSWORD=$(openssl rand -hex 16)
+  write_state postgres POSTGRES_EXTERNAL PG_BIN_DIR PG_TMP PG_PORT PG_TLS_PASSWORD
   printf '\n== %s\n' "initdb $(date -Is)" >>"$log"
   as_pg "$PG_BIN_DIR/initdb" -D "$PG_TMP/data" -U postgres --auth-local=trust \
     --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync >>"$log" 2>&1 </dev/null \
@@ -639,7 +728,20 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 logging_collector = off
+# TLS with a certificate for 127.0.0.1/localhost signed by the test CA ($SVC/tls/ca.pem): clients
+# may use it (sslmode=verify-full); the role $PG_TLS_USER may connect over TLS only (pg_hba below)
+ssl = on
+ssl_cert_file = '$PG_TMP/server.crt'
+ssl_key_file = '$PG_TMP/server.key'
 EOF
+  tls_cert postgres 127.0.0.1 serverAuth
+  install -o postgres -g postgres -m 644 "$SVC/tls/postgres.pem" "$PG_TMP/server.crt"
+  install -o postgres -g postgres -m 600 "$SVC/tls/postgres.key" "$PG_TMP/server.key"
+  { printf '# scripts/services.sh: %s connects over TLS or not at all\n' "$PG_TLS_USER"
+    printf 'hostnossl all %s 0.0.0.0/0 reject\n' "$PG_TLS_USER"
+    cat "$PG_TMP/data/pg_hba.conf"; } >"$PG_TMP/pg_hba.tmp"
+  install -o postgres -g postgres -m 600 "$PG_TMP/pg_hba.tmp" "$PG_TMP/data/pg_hba.conf"
+  rm -f "$PG_TMP/pg_hba.tmp"
 }
 
 pg_launch() {
@@ -671,6 +773,7 @@ pg_wait() { # [full]: also create role + databases
 CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
 CREATE DATABASE $PG_DB OWNER $PG_USER;
 CREATE DATABASE $PG_RESONATE_DB OWNER $PG_USER;
+CREATE ROLE $PG_TLS_USER LOGIN PASSWORD '$PG_TLS_PASSWORD' IN ROLE $PG_USER;
 EOF
     ) || fail postgres "creating role/databases failed: $out"
   fi
@@ -834,7 +937,7 @@ cmd_down() {
   # leftovers of an up that died before writing state
   if [[ " ${want[*]} " == *" kafka "* ]]; then rm -rf "$SVC/kafka"; fi
   if [[ " ${want[*]} " == *" resonate "* ]]; then rm -rf "$SVC/resonate" "$SVC/resonate.cmd"; fi
-  if compgen -G "$SVC/*.state" >/dev/null; then write_env; else rm -f "$SVC/env"; fi
+  if compgen -G "$SVC/*.state" >/dev/null; then write_env; else rm -f "$SVC/env"; rm -rf "$SVC/tls"; fi
   say "down done"
 }
 

@@ -24,7 +24,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from ..domain.errors import BrokerUnavailable, MessageTooLarge
+from ..domain.errors import BrokerRefused, BrokerUnavailable, MessageTooLarge
 from ..domain.messages import OutboundMessage
 from ..domain.model import InboundMessage
 from ..domain.ports import RequestSource, TopicWriter
@@ -42,10 +42,14 @@ class KafkaClientConfig:
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
     client_id: str = "record-deleter"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_confluent(self) -> dict[str, Any]:
+        """librdkafka's configuration; `extra` is applied last, so it may refine anything here."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -62,8 +66,59 @@ class KafkaClientConfig:
             conf["sasl.password"] = self.sasl_password
         if self.ssl_ca_location:
             conf["ssl.ca.location"] = self.ssl_ca_location
+        if self.ssl_certificate_location:
+            conf["ssl.certificate.location"] = self.ssl_certificate_location
+        if self.ssl_key_location:
+            conf["ssl.key.location"] = self.ssl_key_location
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password
         conf.update(self.extra)
         return conf
+
+
+# Errors that retrying cannot cure: wrong credentials, a certificate the other side refuses.
+_REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL})
+
+
+class _LastRefusal:
+    """An `error_cb` that keeps the last refusal (authentication, TLS) librdkafka reported, so an
+    error a person sees says *why* the brokers are unreachable instead of 'transport failure'.
+
+    `reason`: a refusal no retry cures (wrong credentials). `hint`: also a TLS failure reported as a
+    transport error (a certificate the other side refused), which only explains, never ends a run:
+    a broker restarting can fail a handshake too."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.hint: str | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        text = err.str()
+        if err.code() in _REFUSALS:
+            self.reason = self.hint = text
+            log.error("kafka: the brokers refused the connection: %s", text)
+        elif err.code() == KafkaError._TRANSPORT and ("SSL" in text or "certificate" in text):
+            self.hint = text
+
+    def explain(self, what: str) -> str:
+        if self.hint is None:
+            return what
+        return (
+            f"{what} (the brokers refused the connection: {self.hint}; "
+            "check the BROKER_SASL_* and BROKER_SSL_* settings)"
+        )
+
+
+def property_problem(properties: Mapping[str, str]) -> str | None:
+    """Why librdkafka refuses these pass-through properties (an unknown name, a bad value), or
+    None: a client built from them alone (no brokers, so nothing connects) is asked."""
+    if not properties:
+        return None
+    try:
+        Producer({"log_level": 0, **properties})
+    except KafkaException as exc:
+        return str(exc.args[0].str())
+    return None
 
 
 def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:
@@ -98,6 +153,7 @@ class KafkaRequestSource(RequestSource):
         self._paused = False
         self._held: set[int] = set()
         self._lag: int | None = None
+        self._refusal = _LastRefusal()
         conf = {
             **client.to_confluent(),
             "group.id": group,
@@ -131,6 +187,10 @@ class KafkaRequestSource(RequestSource):
         raise ValueError(f"group protocol must be 'consumer' or 'classic', got {protocol!r}")
 
     def _on_error(self, err: KafkaError) -> None:
+        if err.code() in _REFUSALS:
+            self._refusal(err)
+            return
+        self._refusal(err)  # a TLS failure: kept to explain BrokerUnavailable, handled as below
         if err.code() in (KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE):
             log.error(
                 "kafka consumer: %s; a broker without the KIP-848 consumer group protocol needs "
@@ -172,6 +232,10 @@ class KafkaRequestSource(RequestSource):
 
     def poll(self, timeout: float) -> InboundMessage | None:
         msg = self._consumer.poll(timeout)
+        if self._refusal.reason is not None:
+            # Wrong credentials or certificates: no retry cures them, and nothing was consumed (so
+            # no offset stored or committed); exit and let the operator fix the settings.
+            raise BrokerRefused(self._refusal.explain("cannot consume"))
         if msg is None:
             self._check_brokers()
             return None
@@ -200,7 +264,9 @@ class KafkaRequestSource(RequestSource):
             self._consumer.list_topics(self._topic, timeout=5)
         except KafkaException as exc:
             raise BrokerUnavailable(
-                f"brokers unreachable for {time.monotonic() - self._down_since:.0f}s: {exc}"
+                self._refusal.explain(
+                    f"brokers unreachable for {time.monotonic() - self._down_since:.0f}s: {exc}"
+                )
             ) from exc
         self._down_since = None
 
@@ -257,9 +323,11 @@ class KafkaTopicWriter(TopicWriter):
 
     def __init__(self, client: KafkaClientConfig, *, delivery_timeout: float) -> None:
         self._timeout = delivery_timeout
+        self._refusal = _LastRefusal()
         self._producer = Producer(
             {
                 **client.to_confluent(),
+                "error_cb": self._refusal,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 2,
@@ -302,7 +370,7 @@ class KafkaTopicWriter(TopicWriter):
         if err is not None:
             if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large")
-            raise BrokerUnavailable(f"delivery to {topic} failed: {err.str()}")
+            raise BrokerUnavailable(self._refusal.explain(f"delivery to {topic} failed: {err.str()}"))
 
     def close(self) -> None:
         remaining = self._producer.flush(self._timeout)
@@ -352,7 +420,14 @@ class KafkaTopicAdmin:
     """Creates the project's topics idempotently."""
 
     def __init__(self, client: KafkaClientConfig) -> None:
-        self._admin = AdminClient(client.to_confluent())
+        self._refusal = _LastRefusal()
+        conf: dict[str, Any] = {**client.to_confluent(), "error_cb": self._refusal}
+        self._admin = AdminClient(conf)
+
+    def _failure(self, what: str) -> BrokerUnavailable:
+        self._admin.poll(0)  # serves error_cb: the refusal, if that was the cause
+        cls = BrokerRefused if self._refusal.reason is not None else BrokerUnavailable
+        return cls(self._refusal.explain(what))
 
     def create(self, topics: Mapping[str, int], replication_factor: int = 1) -> dict[str, str]:
         """Create each topic (name -> partitions); returns name -> 'created' | 'exists'."""
@@ -372,7 +447,7 @@ class KafkaTopicAdmin:
                 if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     outcome[name] = "exists"
                 else:
-                    raise BrokerUnavailable(f"could not create topic {name}: {exc.args[0].str()}") from exc
+                    raise self._failure(f"could not create topic {name}: {exc.args[0].str()}") from exc
         return outcome
 
     def partitions(self, topic: str) -> int:
@@ -380,7 +455,7 @@ class KafkaTopicAdmin:
         try:
             meta = self._admin.list_topics(topic, timeout=10)
         except KafkaException as exc:
-            raise BrokerUnavailable(f"cannot reach the brokers: {exc.args[0].str()}") from exc
+            raise self._failure(f"cannot reach the brokers: {exc.args[0].str()}") from exc
         t = meta.topics.get(topic)
         if t is None or t.error is not None:
             return 0

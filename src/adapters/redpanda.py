@@ -23,6 +23,9 @@ def redpanda_client_config(
     sasl_mechanism: str | None = None,
     security_protocol: str | None = None,
     ssl_ca_location: str | None = None,
+    ssl_certificate_location: str | None = None,
+    ssl_key_location: str | None = None,
+    ssl_key_password: str | None = None,
     client_id: str = "record-deleter",
     extra: Mapping[str, Any] | None = None,
 ) -> KafkaClientConfig:
@@ -35,6 +38,9 @@ def redpanda_client_config(
         sasl_username=sasl_username,
         sasl_password=sasl_password,
         ssl_ca_location=ssl_ca_location,
+        ssl_certificate_location=ssl_certificate_location,
+        ssl_key_location=ssl_key_location,
+        ssl_key_password=ssl_key_password,
         client_id=client_id,
         extra=dict(extra or {}),
     )

@@ -8,8 +8,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
-def make_engine(url: str, *, pool_size: int) -> Engine:
-    """An engine tuned for many short transactions from workflow threads."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
+) -> Engine:
+    """An engine tuned for many short transactions from workflow threads.
+
+    PostgreSQL: `statement_timeout`/`lock_timeout` (seconds; None or 0 = the server's, unlimited
+    by default) are set on every connection, so a DELETE blocked on another session's lock fails
+    (SQLSTATE 55P03/57014, a transient error: the step backs off and retries) instead of holding a
+    step thread indefinitely. SQLite waits up to its busy timeout (30 s) instead."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         # One connection per process: SQLite runs one writer at a time anyway, and threads queued
@@ -34,4 +45,18 @@ def make_engine(url: str, *, pool_size: int) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    limits = {"statement_timeout": statement_timeout, "lock_timeout": lock_timeout}
+    settings = {name: int(seconds * 1000) for name, seconds in limits.items() if seconds}
+    if settings:
+
+        @event.listens_for(engine, "connect")
+        def _timeouts(dbapi_connection: Any, _record: Any) -> None:
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True  # session settings, outside any transaction
+            with dbapi_connection.cursor() as cursor:
+                for name, ms in settings.items():
+                    cursor.execute(f"SET {name} = {ms}")
+            dbapi_connection.autocommit = autocommit
+
+    return engine

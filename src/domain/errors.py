@@ -42,6 +42,10 @@ class BrokerUnavailable(DomainError):
     """The message broker cannot be reached (or a dead-letter write was not confirmed)."""
 
 
+class BrokerRefused(BrokerUnavailable):
+    """The brokers refused this client's credentials: a setting to fix, not an outage to wait out."""
+
+
 class MessageTooLarge(BrokerUnavailable):
     """The broker refuses a message this big (Kafka: message.max.bytes); retrying cannot help."""
 

@@ -24,7 +24,7 @@ def bootstrap[C: containers.DeclarativeContainer](
     broker = (
         MemoryBroker(settings=settings.broker)
         if settings.broker.kind == "memory"
-        else KafkaBroker(settings=settings.broker)
+        else KafkaBroker(settings=settings.broker, properties=settings.broker_properties)
     )
     database = (
         MemoryDatabase(settings=settings.database)

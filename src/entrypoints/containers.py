@@ -13,7 +13,8 @@ every default lives in `settings.py`, and adapters take required arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
@@ -46,25 +47,35 @@ from ..domain.publishing import TopicCompletionPublisher, TopicDeadLetterSink
 from .settings import BrokerSettings, DatabaseSettings, Settings
 
 
-def kafka_client_config(broker: BrokerSettings) -> KafkaClientConfig:
-    """Connection settings of every Kafka client; the secret is unwrapped here only."""
+def kafka_client_config(
+    broker: BrokerSettings, properties: Mapping[str, str] | None = None
+) -> KafkaClientConfig:
+    """Connection settings of every Kafka client; the secrets are unwrapped here only.
+
+    `properties`: librdkafka properties passed through (settings.librdkafka_properties)."""
     password = broker.sasl_password.get_secret_value() if broker.sasl_password else None
+    key_password = broker.ssl_key_password.get_secret_value() if broker.ssl_key_password else None
+    common: dict[str, Any] = {
+        "sasl_username": broker.sasl_username,
+        "sasl_password": password,
+        "ssl_ca_location": broker.ssl_ca_location,
+        "ssl_certificate_location": broker.ssl_certificate_location,
+        "ssl_key_location": broker.ssl_key_location,
+        "ssl_key_password": key_password,
+        "extra": dict(properties or {}),
+    }
     if broker.kind == "redpanda":
         return redpanda_client_config(
             broker.bootstrap_servers,
-            sasl_username=broker.sasl_username,
-            sasl_password=password,
-            sasl_mechanism=broker.sasl_mechanism,
-            security_protocol=broker.security_protocol,
-            ssl_ca_location=broker.ssl_ca_location,
+            sasl_mechanism=broker.effective_sasl_mechanism,
+            security_protocol=broker.effective_security_protocol,
+            **common,
         )
     return KafkaClientConfig(
         bootstrap_servers=broker.bootstrap_servers,
-        security_protocol=broker.security_protocol or "PLAINTEXT",
-        sasl_mechanism=broker.sasl_mechanism,
-        sasl_username=broker.sasl_username,
-        sasl_password=password,
-        ssl_ca_location=broker.ssl_ca_location,
+        security_protocol=broker.effective_security_protocol,
+        sasl_mechanism=broker.effective_sasl_mechanism,
+        **common,
     )
 
 
@@ -74,8 +85,10 @@ def _kafka_writer(client: KafkaClientConfig, delivery_timeout: float) -> Iterato
     writer.close()  # flushes
 
 
-def _engine(url: str, pool_size: int) -> Iterator[Engine]:
-    engine = make_engine(url, pool_size=pool_size)
+def _engine(url: str, pool_size: int, statement_timeout: float, lock_timeout: float) -> Iterator[Engine]:
+    engine = make_engine(
+        url, pool_size=pool_size, statement_timeout=statement_timeout, lock_timeout=lock_timeout
+    )
     yield engine
     engine.dispose()
 
@@ -91,7 +104,8 @@ class KafkaBroker(containers.DeclarativeContainer):
     """Kafka or Redpanda (same protocol; the connection profile differs)."""
 
     settings = providers.Dependency(instance_of=BrokerSettings)
-    client = providers.Singleton(kafka_client_config, settings)
+    properties = providers.Dependency(instance_of=dict, default={})
+    client = providers.Singleton(kafka_client_config, settings, properties)
     topic_writer = providers.Resource(
         _kafka_writer, client=client, delivery_timeout=settings.provided.delivery_timeout_seconds
     )
@@ -130,7 +144,11 @@ class SqlDatabase(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=DatabaseSettings)
     engine = providers.Resource(
-        _engine, url=settings.provided.url_value, pool_size=settings.provided.pool_size
+        _engine,
+        url=settings.provided.url_value,
+        pool_size=settings.provided.pool_size,
+        statement_timeout=settings.provided.statement_timeout_seconds,
+        lock_timeout=settings.provided.lock_timeout_seconds,
     )
     plan = providers.Singleton(DeletionPlan.parse, settings.provided.deletion_plan)
     record_store = providers.Singleton(SqlRecordStore, engine=engine, plan=plan)

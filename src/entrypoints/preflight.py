@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..adapters.resonate_runtime import probe_server
 from ..adapters.sql_migrations import current_head, current_revision
-from ..domain.errors import BrokerUnavailable
+from ..domain.errors import BrokerRefused, BrokerUnavailable
 from .settings import Settings
 
 
@@ -75,6 +75,8 @@ def _broker(container: Any, settings: Settings) -> list[Finding]:
                         "run 'record-deleter setup-topics'",
                     )
                 )
+    except BrokerRefused as exc:  # wrong credentials or certificate: a setting to fix (exit 2)
+        return [Finding("error", f"broker {b.bootstrap_servers}: {exc}")]
     except BrokerUnavailable as exc:
         return [Finding("unreachable", f"broker {b.bootstrap_servers}: {exc}")]
     return found or [Finding("ok", f"broker {b.bootstrap_servers}: topics present")]

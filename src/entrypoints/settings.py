@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from ..adapters.kafka import property_problem
 from ..adapters.sql_schema import DEMO_DELETION_PLAN
 from ..adapters.sql_store import DeletionPlan
 
@@ -56,6 +57,15 @@ class BrokerSettings(_Concern):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_ca_location: str | None = None
+    # mTLS: the client's certificate (PEM) and its private key (PEM; `ssl_key_password` if encrypted)
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    # Any other librdkafka property, for every client (consumer, producer, admin): a file of
+    # `name=value` lines, and BROKER_RDKAFKA_<NAME> variables (`_` -> `.`, lower case), which win.
+    # The worker's own delivery guarantees (group.id, offset storing and commits, idempotence,
+    # acks) are set after them and cannot be overridden.
+    properties_file: str | None = None
     request_topic: str = "records_to_be_deleted"
     completion_topic: str = "records_that_were_deleted"
     failure_topic: str = "records_that_failed_deletion"
@@ -85,6 +95,23 @@ class BrokerSettings(_Concern):
         return v
 
     @property
+    def has_credentials(self) -> bool:
+        return self.sasl_username is not None or self.sasl_password is not None
+
+    @property
+    def effective_security_protocol(self) -> str:
+        """Unset: SASL_SSL with credentials (never send a password in clear by default), else
+        PLAINTEXT."""
+        return self.security_protocol or ("SASL_SSL" if self.has_credentials else "PLAINTEXT")
+
+    @property
+    def effective_sasl_mechanism(self) -> str | None:
+        """Unset: SCRAM-SHA-256 for redpanda with credentials (its default); kafka has none."""
+        if self.sasl_mechanism or self.kind != "redpanda" or not self.has_credentials:
+            return self.sasl_mechanism
+        return "SCRAM-SHA-256"
+
+    @property
     def effective_group_protocol(self) -> str:
         return self.group_protocol or ("classic" if self.kind == "redpanda" else "consumer")
 
@@ -98,12 +125,119 @@ class BrokerSettings(_Concern):
         return v
 
 
+RDKAFKA_PREFIX = "BROKER_RDKAFKA_"
+
+
+def librdkafka_properties(broker: BrokerSettings, environ: Mapping[str, str]) -> dict[str, str]:
+    """The pass-through librdkafka properties: BROKER_PROPERTIES_FILE, then BROKER_RDKAFKA_*."""
+    props: dict[str, str] = {}
+    if broker.properties_file:
+        path = Path(broker.properties_file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SettingsError(
+                f"invalid setting BROKER_PROPERTIES_FILE = {str(path)!r}: cannot read it ({exc.strerror})"
+            ) from None
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith(("#", "!")):
+                continue
+            name, sep, value = line.partition("=")
+            if not sep or not name.strip():
+                raise SettingsError(
+                    f"invalid setting BROKER_PROPERTIES_FILE = {str(path)!r}: line {number} is not name=value"
+                )
+            props[name.strip()] = value.strip()
+    for variable, value in sorted(environ.items()):
+        if variable.startswith(RDKAFKA_PREFIX) and len(variable) > len(RDKAFKA_PREFIX):
+            props[rdkafka_property_name(variable)] = value
+    problem = property_problem(props) if broker.kind != "memory" else None
+    if problem is not None:
+        raise SettingsError(
+            f"invalid librdkafka property (BROKER_PROPERTIES_FILE or {RDKAFKA_PREFIX}*): {problem}"
+        )
+    return props
+
+
+def rdkafka_property_name(variable: str) -> str:
+    """BROKER_RDKAFKA_SOCKET_KEEPALIVE_ENABLE -> socket.keepalive.enable; `__` stands for a `_`
+    (BROKER_RDKAFKA_LOG__LEVEL -> log_level)."""
+    name = variable[len(RDKAFKA_PREFIX) :].lower()
+    return ".".join(part.replace("\0", "_") for part in name.replace("__", "\0").split("_"))
+
+
+def check_broker(broker: BrokerSettings) -> None:
+    """Settings that are valid one by one but not together: one line each (SettingsError)."""
+    if broker.kind == "memory":
+        return
+    protocol = broker.effective_security_protocol
+    sasl = protocol.startswith("SASL_")
+    tls = protocol.endswith("SSL")
+    if (broker.sasl_username is None) != (broker.sasl_password is None):
+        given, missing = (
+            ("BROKER_SASL_USERNAME", "BROKER_SASL_PASSWORD")
+            if broker.sasl_password is None
+            else ("BROKER_SASL_PASSWORD", "BROKER_SASL_USERNAME")
+        )
+        raise SettingsError(f"invalid broker settings: {given} is set but {missing} is not; set both")
+    if broker.has_credentials and not sasl:
+        raise SettingsError(
+            f"invalid broker settings: SASL credentials are set but BROKER_SECURITY_PROTOCOL = {protocol} "
+            "would ignore them; use SASL_SSL (or SASL_PLAINTEXT), or unset the credentials"
+        )
+    if sasl and not broker.has_credentials:
+        raise SettingsError(
+            f"invalid broker settings: BROKER_SECURITY_PROTOCOL = {protocol} needs BROKER_SASL_USERNAME "
+            "and BROKER_SASL_PASSWORD"
+        )
+    if sasl and broker.effective_sasl_mechanism is None:
+        raise SettingsError(
+            "invalid broker settings: SASL credentials are set but BROKER_SASL_MECHANISM is not; "
+            "set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (whichever the brokers enable)"
+        )
+    if broker.sasl_mechanism and not sasl:
+        raise SettingsError(
+            f"invalid broker settings: BROKER_SASL_MECHANISM = {broker.sasl_mechanism} but "
+            f"BROKER_SECURITY_PROTOCOL = {protocol} does not use SASL"
+        )
+    files = {
+        "BROKER_SSL_CA_LOCATION": broker.ssl_ca_location,
+        "BROKER_SSL_CERTIFICATE_LOCATION": broker.ssl_certificate_location,
+        "BROKER_SSL_KEY_LOCATION": broker.ssl_key_location,
+    }
+    for variable, location in files.items():
+        if location is None:
+            continue
+        if not tls:
+            raise SettingsError(
+                f"invalid broker settings: {variable} is set but BROKER_SECURITY_PROTOCOL = {protocol} "
+                "does not use TLS; use SSL or SASL_SSL"
+            )
+        if not Path(location).is_file():
+            raise SettingsError(f"invalid setting {variable} = {location!r}: no such file")
+    if (broker.ssl_certificate_location is None) != (broker.ssl_key_location is None):
+        raise SettingsError(
+            "invalid broker settings: a client certificate needs both BROKER_SSL_CERTIFICATE_LOCATION "
+            "and BROKER_SSL_KEY_LOCATION"
+        )
+    if broker.ssl_key_password is not None and broker.ssl_key_location is None:
+        raise SettingsError(
+            "invalid broker settings: BROKER_SSL_KEY_PASSWORD is set but BROKER_SSL_KEY_LOCATION is not"
+        )
+
+
 class DatabaseSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="forbid")
 
     url: SecretStr | None = Field(default=None, description="required by every command but demo")
     deletion_plan: str = DEMO_DELETION_PLAN
     pool_size: int = Field(default=8, ge=1, le=256)
+    # PostgreSQL, every connection of the store: a statement (a batch's DELETE, a ledger write)
+    # running longer, or waiting longer for another session's lock, fails as a transient error, so
+    # the step backs off and retries instead of holding a step thread indefinitely. 0 = no limit.
+    statement_timeout_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    lock_timeout_seconds: float = Field(default=10.0, ge=0, le=86_400)
     seconds_per_row: float = Field(default=0.0, ge=0, le=60, description="memory store only: simulated cost")
 
     @field_validator("url")
@@ -282,6 +416,8 @@ class WorkerSettings(_Concern):
 
 class Settings(BaseModel):
     broker: BrokerSettings
+    # librdkafka properties passed through to every client (BROKER_PROPERTIES_FILE, BROKER_RDKAFKA_*)
+    broker_properties: dict[str, str] = Field(default_factory=dict)
     database: DatabaseSettings
     resonate: ResonateSettings
     workflow: WorkflowSettings
@@ -387,7 +523,9 @@ def load_settings(
         except ValueError as exc:
             raise SettingsError(f"invalid {name} setting: {_masked_text(str(exc))}") from None
         values[name] = concern
-    return Settings(**values)
+    check_broker(values["broker"])
+    properties = librdkafka_properties(values["broker"], os.environ)
+    return Settings(**values, broker_properties=properties)
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
@@ -426,6 +564,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     prefixes = tuple(str(model.model_config.get("env_prefix", "")) for model in _CONCERNS.values())
     out = []
     for variable in sorted(environ):
+        if variable.startswith(RDKAFKA_PREFIX):
+            continue
         if variable.startswith(prefixes) and variable not in known:
             close = difflib.get_close_matches(variable, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

@@ -26,11 +26,16 @@ FAULT_WORKER_COMMAND = ("-m", "tests.system.fault_worker")
 # The application's settings namespaces, and libpq's defaults: a child sees only what it is given
 # (DATABASE_URL in particular names the shared PostgreSQL in the test environment).
 SETTINGS_PREFIXES = ("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "PG")
+# The shared Resonate server's basic-auth credentials (scripts/services.sh exports them): kept, so
+# every worker talks to it; a private server without auth ignores them.
+SHARED_CREDENTIALS = ("RESONATE_USERNAME", "RESONATE_PASSWORD")
 
 
 def cli_env(**settings: str) -> dict[str, str]:
     """This environment without any application setting, plus `settings`; JSON event logs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES) or k in SHARED_CREDENTIALS
+    }
     env.pop("RECORD_DELETER_CONFIG", None)
     env.pop("RECORD_DELETER_SECRETS_DIR", None)
     env["WORKER_LOG_FORMAT"] = "json"

@@ -3,6 +3,7 @@ whose command line services.sh writes (`resonate-cmd`), so the server's flags li
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -80,8 +81,11 @@ class ResonateServer:
         postgres: str | None = None,
         binary: str | None = None,
         log: Path | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
+        """`auth`: (user, password) the server requires on its API and poll port (none: open)."""
         self.directory = directory
+        self.auth = auth
         self.api, self.poll_port = api or free_port(), poll or free_port()
         self.log = log or directory / "resonate.log"
         args = [
@@ -94,6 +98,7 @@ class ResonateServer:
             str(self.poll_port),
         ]
         args += ["--postgres", postgres] if postgres else []
+        args += ["--auth", f"{auth[0]}:{auth[1]}"] if auth else []
         binary = binary or os.environ.get("SERVICES_RESONATE_BIN")
         args += ["--bin", binary] if binary else []
         result = subprocess.run([SERVICES_SH, *args], capture_output=True, text=True, check=False)
@@ -130,7 +135,11 @@ class ResonateServer:
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/promises?id=*&limit=1", timeout=1) as resp:
+            request = urllib.request.Request(f"{self.url}/promises?id=*&limit=1")
+            if self.auth:
+                token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+                request.add_header("Authorization", f"Basic {token}")
+            with urllib.request.urlopen(request, timeout=1) as resp:
                 if resp.status != 200:
                     return False
             with socket.create_connection(("127.0.0.1", self.poll_port), timeout=1):

@@ -149,7 +149,9 @@ def test_password_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_secret_is_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_SASL_USERNAME", "ada")
     monkeypatch.setenv("BROKER_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("BROKER_SASL_MECHANISM", "SCRAM-SHA-512")
     s = load_settings()
     assert "hunter2" not in repr(s)
     assert s.broker.sasl_password is not None
