@@ -30,7 +30,8 @@ DEBUG_EVENTS = frozenset({"consumed", "joined", "batch_deleted"})
 class RepeatFilter(logging.Filter):
     """Lets a line that repeats (same logger, level and text: a broker or server that stays
     unreachable) through once per `window_seconds`; the next one after the window says how many
-    were held back. The project's own events are never held back (they are counted)."""
+    were held back. The worker's events are never held back (they are counted, and the fields
+    that tell them apart are not in their text)."""
 
     def __init__(self, window_seconds: float, max_keys: int = 1000) -> None:
         super().__init__()
@@ -39,7 +40,7 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("record_deleter") or record.levelno < logging.WARNING:
+        if record.name == log.name or record.levelno < logging.WARNING:
             return True
         key = (record.name, record.levelno, record.getMessage())
         now = time.monotonic()

@@ -439,7 +439,13 @@ class SettingsError(Exception):
 
 # Secret values: SecretStr in their models, never shown (errors, logs, `check`, `config show`).
 SECRET_SETTINGS = frozenset(
-    {"DATABASE_URL", "BROKER_SASL_PASSWORD", "RESONATE_PASSWORD", "WORKER_LOG_HASH_KEY"}
+    {
+        "DATABASE_URL",
+        "BROKER_SASL_PASSWORD",
+        "BROKER_SSL_KEY_PASSWORD",
+        "RESONATE_PASSWORD",
+        "WORKER_LOG_HASH_KEY",
+    }
 )
 FILE_SUFFIX = "_FILE"
 SECRETS_DIR_VARIABLE = "RECORD_DELETER_SECRETS_DIR"

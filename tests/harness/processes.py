@@ -332,6 +332,33 @@ def holders(supervisor: Supervisor, record_ids: Sequence[str]) -> dict[int, int]
 
 
 def held_partitions(log_text: str) -> list[int]:
-    """The partitions a worker holds, from its latest 'holding [..]' log line ([] before any)."""
-    lines = [line for line in log_text.splitlines() if "partitions" in line and "holding [" in line]
-    return json.loads(lines[-1].rsplit("holding ", 1)[1]) if lines else []
+    """The partitions a worker holds, from its latest 'holding [..]' log line ([] before any);
+    a JSON log line's message, or a text line."""
+    messages = []
+    for line in log_text.splitlines():
+        text = line
+        if line.startswith("{"):
+            try:
+                text = str(json.loads(line).get("message", ""))
+            except ValueError:
+                continue
+        if "partitions" in text and "holding [" in text:
+            messages.append(text)
+    return json.loads(messages[-1].rsplit("holding ", 1)[1]) if messages else []
+
+
+def check_errors(output: str) -> list[str]:
+    """The error findings of `check` (which `worker` runs first) in a process's output, each as
+    the text line reads (`record-deleter: error: ...`), whether it wrote text or JSON log lines."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("record-deleter: error"):
+            found.append(line)
+        elif line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("logger") == "record_deleter.check" and obj.get("check") == "error":
+                found.append(f"record-deleter: error: {obj.get('message', '')}")
+    return found

@@ -21,7 +21,7 @@ from record_deleter.domain.messages import OutboundMessage
 from record_deleter.entrypoints.cli import main
 from record_deleter.entrypoints.containers import kafka_client_config
 from record_deleter.entrypoints.settings import load_settings
-from tests.harness import Deployment, committed_lag, kafka_bootstrap, unique
+from tests.harness import Deployment, check_errors, committed_lag, kafka_bootstrap, unique
 from tests.harness.endpoints import endpoint, wait_for
 from tests.harness.kafka import read_topic
 from tests.harness.processes import worker_process
@@ -204,7 +204,7 @@ def test_worker_with_a_wrong_password_exits_with_one_clear_line(tmp_path: Path) 
             code = wait_for(worker.poll, timeout=90, message="the worker to give up")
         assert code == 2
         log = (tmp_path / "worker.log").read_text()
-        errors = [line for line in log.splitlines() if line.startswith("record-deleter: error:")]
+        errors = check_errors(log)
         assert len(errors) == 1, log[-3000:]
         assert "the brokers refused the connection" in errors[0]
         assert "SASL authentication error: Authentication failed" in errors[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from record_deleter.adapters.resonate_runtime import probe_server
-from tests.harness import free_port, resonate_endpoint
+from tests.harness import Topics, check_errors, free_port, kafka_bootstrap, resonate_endpoint
 from tests.harness.endpoints import endpoint
 from tests.harness.processes import cli_env, run_cli
 from tests.harness.services import ResonateServer
@@ -57,7 +57,9 @@ def test_the_shared_server_requires_the_credentials_on_api_and_poll_port() -> No
 def test_a_wrong_password_stops_the_worker_at_its_check(tmp_path: Path) -> None:
     url, poll_port = resonate_endpoint()
     env = cli_env(
-        BROKER_KIND="memory",
+        BROKER_KIND="kafka",
+        BROKER_BOOTSTRAP_SERVERS=kafka_bootstrap(),
+        **Topics.fresh("auth").create(kafka_bootstrap(), 1).env(),
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
         DATABASE_DELETION_PLAN="deletion_audit:record_id",  # a table `db upgrade` makes
         RESONATE_URL=url,
@@ -75,7 +77,7 @@ def test_a_wrong_password_stops_the_worker_at_its_check(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    errors = check_errors(result.stderr)
     assert errors == [
         f"record-deleter: error: resonate server {url}: refused the credentials (HTTP 401); "
         "check RESONATE_USERNAME and RESONATE_PASSWORD"

@@ -23,6 +23,7 @@ from tests.conftest import wait_for
 from tests.harness import (
     ROOT,
     Topics,
+    check_errors,
     cli_env,
     kafka_bootstrap,
     postgres_url,
@@ -123,7 +124,7 @@ def test_a_request_before_the_schema_exists_waits_for_it_then_completes(site: Si
 
     refused = site.cli("worker")
     assert refused.returncode == 2, refused.stderr[-2000:]
-    lines = [line for line in refused.stderr.splitlines() if line.startswith("record-deleter: error")]
+    lines = check_errors(refused.stderr)
     assert len(lines) == 1, refused.stderr
     assert "db upgrade" in lines[0]
     assert "Traceback" not in refused.stderr

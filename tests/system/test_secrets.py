@@ -13,6 +13,7 @@ RECORD_DELETER_SECRETS_DIR, RESONATE_PASSWORD from RESONATE_PASSWORD_FILE, the r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -101,7 +102,15 @@ def site(tmp_path: Path) -> Iterator[Site]:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "DATABASE_URL").write_text(url_text + "\n")
-    (tmp_path / "resonate-password").write_text(RESONATE_PASSWORD + "\n")
+    # The shared services' own credentials where they require them (a SASL_SSL listener, a
+    # Resonate server behind basic auth): those are the secrets the worker holds, and must not leak.
+    sasl_bootstrap = os.environ.get("SERVICES_KAFKA_SASL_BOOTSTRAP")
+    if sasl_bootstrap:
+        SECRETS[1] = os.environ["SERVICES_KAFKA_SASL_PASSWORD"]
+    if os.environ.get("RESONATE_PASSWORD"):
+        SECRETS[2] = os.environ["RESONATE_PASSWORD"]
+    resonate_user = os.environ.get("RESONATE_USERNAME", "svc-record-deleter")
+    (tmp_path / "resonate-password").write_text(SECRETS[2] + "\n")
     bootstrap = kafka_bootstrap()
     resonate_url, poll_port = resonate_endpoint()
     topics = Topics.fresh("secrets").create(bootstrap, 1)
@@ -109,16 +118,25 @@ def site(tmp_path: Path) -> Iterator[Site]:
     env = cli_env(
         RECORD_DELETER_SECRETS_DIR=str(secrets),
         BROKER_KIND="kafka",
-        BROKER_BOOTSTRAP_SERVERS=bootstrap,
+        BROKER_BOOTSTRAP_SERVERS=sasl_bootstrap or bootstrap,
         BROKER_GROUP=unique("secrets-workers"),
-        BROKER_SASL_USERNAME="svc-record-deleter",
-        BROKER_SASL_PASSWORD=SASL_PASSWORD,  # PLAINTEXT: configured, unused by the broker
+        **(
+            {
+                "BROKER_SECURITY_PROTOCOL": "SASL_SSL",
+                "BROKER_SASL_MECHANISM": "SCRAM-SHA-256",
+                "BROKER_SASL_USERNAME": os.environ["SERVICES_KAFKA_SASL_USERNAME"],
+                "BROKER_SASL_PASSWORD": SECRETS[1],
+                "BROKER_SSL_CA_LOCATION": os.environ["SERVICES_KAFKA_CA"],
+            }
+            if sasl_bootstrap
+            else {}
+        ),
         RESONATE_MODE="remote",
         RESONATE_URL=resonate_url,
         RESONATE_MESSAGE_SOURCE_PORT=poll_port,
         RESONATE_GROUP=unique("secrets-rg"),
         RESONATE_TTL="2",
-        RESONATE_USERNAME="svc-record-deleter",
+        RESONATE_USERNAME=resonate_user,
         RESONATE_PASSWORD_FILE=str(tmp_path / "resonate-password"),
         WORKFLOW_BATCH_SIZE="10",
         WORKFLOW_STEP_RETRY_DELAY="0.2",
@@ -130,6 +148,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         **topics.env(),
     )
     env.pop("DATABASE_URL", None)
+    env.pop("RESONATE_PASSWORD", None)  # it comes from RESONATE_PASSWORD_FILE here
     try:
         yield Site(env, engine, bootstrap, topics, metrics_port)
     finally:

@@ -70,6 +70,7 @@ def test_config_show_prints_every_setting_with_secrets_masked(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://app:{SECRET}@db:5432/app")
+    monkeypatch.setenv("BROKER_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("BROKER_SASL_USERNAME", "svc")
     monkeypatch.setenv("BROKER_SASL_PASSWORD", SECRET)
     monkeypatch.setenv("RESONATE_USERNAME", "svc")
@@ -96,6 +97,8 @@ def test_secrets_from_file_variables(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "resonate").write_text(SECRET + "\n")
     monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "db"))
     monkeypatch.setenv("BROKER_SASL_PASSWORD_FILE", str(tmp_path / "sasl"))
+    monkeypatch.setenv("BROKER_SASL_USERNAME", "svc")
+    monkeypatch.setenv("BROKER_SASL_MECHANISM", "SCRAM-SHA-256")
     monkeypatch.setenv("RESONATE_USERNAME", "svc")
     monkeypatch.setenv("RESONATE_PASSWORD_FILE", str(tmp_path / "resonate"))
     s = load_settings()
