@@ -33,6 +33,7 @@ from ..domain.workflow import PORTS, REQUEST_WORKFLOW, WorkflowPorts, answer_req
 from .resonate_sdk_patches import (
     KeepAliveRemoteStore,
     ThreadSafeLocalStore,
+    forget_computation,
     guard_callback_race,
     observe_creation,
     sdk_shut_down,
@@ -168,6 +169,7 @@ class ResonateRuntime(WorkflowStarter):
         self._namespace = namespace
         self._handles: dict[str, Any] = {}
         self._started_at: dict[str, float] = {}  # insertion order = start order
+        self._ran_here: set[str] = set()  # workflows this process created and runs (not duplicates)
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified as each workflow ends
         resonate.set_dependency(
@@ -227,6 +229,8 @@ class ResonateRuntime(WorkflowStarter):
         with self._lock:
             self._handles[handle.id] = handle
             self._started_at.setdefault(handle.id, time.monotonic())
+            if self._created.fresh:
+                self._ran_here.add(handle.id)
         # Subscribing makes the future resolve even when another worker runs the workflow (a
         # duplicate, or one recovered elsewhere); the callback keeps `in_flight` O(1).
         handle.done()
@@ -236,7 +240,11 @@ class ResonateRuntime(WorkflowStarter):
         with self._lock:
             self._handles.pop(key, None)
             self._started_at.pop(key, None)
+            ran_here = key in self._ran_here
+            self._ran_here.discard(key)
             self._room.notify_all()
+        if ran_here:
+            forget_computation(self._resonate, key)
 
     def wait_for_room(self, limit: int, timeout: float) -> bool:
         with self._lock:

@@ -114,3 +114,40 @@ def test_the_sdks_step_warnings_still_reach_stderr_in_its_format(
         assert "connection reset" not in warnings[0]
     else:
         assert rid.value in warnings[0]
+
+
+def test_finished_workflows_leave_no_computation() -> None:
+    """Workaround 8: the SDK's scheduler keeps every workflow's computation; the runtime drops
+    those of the workflows it started once they finish, and the SDK goes on working."""
+    broker = InMemoryBroker()
+    broker.create_topic("done")
+    broker.create_topic("failed")
+    store = InMemoryRecordStore()
+    ids = [RecordId(f"computation-{i}") for i in range(40)]
+    for rid in ids:
+        store.add_record(rid, 25)
+    resonate = builders.resonate("local")
+    runtime = builders.runtime(
+        resonate,
+        store,
+        builders.publisher(broker, "done", "failed"),
+        params=builders.workflow_params(batch_size=10, pause_seconds=0, step_seconds=0),
+        namespace=NAMESPACE,
+    )
+    computations = resonate._bridge._scheduler.computations  # the SDK's, read to check it
+    try:
+        messages = [message(200 + i) for i in range(len(ids))]
+        for rid, m in zip(ids, messages, strict=True):
+            runtime.start(rid, m)
+        for m in messages:
+            assert runtime.wait(runtime.request_key(m), 10)["deleted"] is True
+        wait_for(lambda: runtime.in_flight() == 0, timeout=10, message="every workflow finished")
+        kept = [key for key in computations if key.startswith(f"rd:req:{NAMESPACE}:")]
+        assert kept == [], f"{len(kept)} finished workflows' computations are still held"
+
+        again = RecordId("computation-again")
+        store.add_record(again, 5)
+        runtime.start(again, message(299))
+        assert runtime.wait(runtime.request_key(message(299)), 10)["totals"] == [5, 1]
+    finally:
+        runtime.stop()
