@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -336,11 +337,18 @@ def test_demo_passes_and_prints_completion_order(tmp_path: Path, capsys: pytest.
     """The demo's own checks: rows gone, every request answered once (the duplicate too), one
     attempt for the duplicated id, poison dead-lettered, fast before slow."""
     code = main(["demo", "--db", str(tmp_path / "demo.db")])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
     assert "demo passed" in out
     assert out.count("[ok]") == 6
     assert "FAILED" not in out
+    # progress counts rows (the big record is most of the work), ending at all of them
+    seeded = int(re.search(r"seeding \d+ records, ([\d,]+) rows", out)[1].replace(",", ""))  # type: ignore[index]
+    progress = re.findall(r"rows deleted: (\d+)/(\d+)", captured.err)
+    assert progress, captured.err
+    done, total = map(int, progress[-1])
+    assert done == total >= seeded
 
 
 @pytest.mark.parametrize("command", [["worker"], ["setup-topics"], ["produce", "-n", "1"]])
