@@ -203,13 +203,24 @@ def check(settings: Settings, *, quiet_ok: bool = False) -> int:
 
 
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from ..adapters.sql_migrations import upgrade
 
     url = settings.database.url_value
     if settings.database.kind != "sql" or url is None:
         print("record-deleter: DATABASE_URL is 'memory'; there is no schema to migrate", file=sys.stderr)
         return EXIT_USAGE
-    upgrade(url, args.revision)
+    try:
+        upgrade(url, args.revision)
+    except OperationalError as exc:
+        # the database cannot be reached (or refused the login): one line, not a traceback
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        print(
+            f"record-deleter: unreachable: database {settings.database.display_url}: {reason}",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     print(f"database at revision {args.revision}")
     return EXIT_OK
 

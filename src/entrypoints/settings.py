@@ -501,6 +501,10 @@ def load_settings(
             file_values = tomllib.loads(Path(path).read_text())
         except FileNotFoundError as exc:
             raise SettingsError(f"config file {path} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise SettingsError(f"config file {path} is a directory; give the path of a TOML file") from exc
+        except (PermissionError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {path} cannot be read as text ({type(exc).__name__})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
         unknown = set(file_values) - set(_CONCERNS)

@@ -361,3 +361,24 @@ def test_the_in_process_broker_is_refused_outside_the_demo(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "BROKER_KIND=memory" in line
     assert "only 'demo'" in line
+
+
+def test_a_config_path_that_is_a_directory_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "memory")
+    assert main(["--config", str(tmp_path), "list"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"config file {tmp_path} is a directory" in line
+
+
+def test_db_upgrade_on_an_unreachable_database_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app:s3cr3t-pw@127.0.0.1:1/app")
+    assert main(["db", "upgrade"]) == 3
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        "record-deleter: unreachable: database postgresql+psycopg://app:***@127.0.0.1:1/app: "
+    )
+    assert "s3cr3t-pw" not in line
