@@ -119,6 +119,7 @@ def _run(
     deadline = started + timeout
     seen: dict[str, Row] = {}
     by_id = {row.record_id: row for row in table}
+
     def rows_left() -> int:
         return sum(store.count_rows(RecordId(row.record_id)) for row in table)
 
