@@ -195,22 +195,13 @@ def measure(subject: Subject, run: Run, tag: str, n: int, rate: float) -> dict[s
             t0 = time.time()
             producer = PacedProducer(run.bootstrap, run.topics.request, tag, n, rate, t0)
             done: dict[str, float] = {}
-            deadline, sampled = time.monotonic() + timeout, 0.0
+            watch = handoff.Watch(subject, procs, timeout)
             while len(done) < n:
-                for m in reader.poll(0.05):  # the last completion is seen at most this late
-                    rid = json.loads(m.value or b"null")[0]
-                    done[rid] = min(done.get(rid, m.timestamp), m.timestamp)
+                handoff.note_completions(reader.poll(0.05), done)  # seen at most 50 ms late
                 reader.messages.clear()  # the reader would keep every completion
                 if producer.error is not None:
                     raise RuntimeError(f"paced producer: {producer.error}") from producer.error
-                if time.monotonic() - sampled > 1:
-                    sampled = time.monotonic()
-                    for p in procs:
-                        p.sample_rss()
-                        if not p.alive():
-                            raise RuntimeError(f"{subject.title} exited:\n{p.tail()}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{subject.title}: {len(done)}/{n} completions in {timeout:.0f}s")
+                watch.check(len(done), n)
             cpu = meter.stop()
         producer.stop()
         if producer.error is not None:
@@ -218,7 +209,7 @@ def measure(subject: Subject, run: Run, tag: str, n: int, rate: float) -> dict[s
         last = max(done.values())
         finished, query = last, None
         if subject.finished is not None:
-            finished = handoff.durably_finished(subject, run, n, procs, deadline)
+            finished = handoff.durably_finished(subject, run, n, procs, watch.deadline)
             q = time.monotonic()
             subject.finished(run, n)
             query = time.monotonic() - q

@@ -24,7 +24,6 @@ the report gives it a row.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import re
@@ -32,14 +31,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from tests.harness import (
     ROOT,
@@ -216,28 +213,6 @@ def command_of(subject: Subject) -> tuple[str, ...]:
     return ("-c", _EXEC, str(subject.interpreter), *subject.command)
 
 
-@contextlib.contextmanager
-def empty_database(postgres: str, prefix: str) -> Iterator[str]:
-    """A new, empty database on the PostgreSQL at `postgres` for one run, dropped after."""
-    name = unique(prefix).replace("-", "_")
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
-    finally:
-        for attempt in range(10):
-            try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                break
-            except SQLAlchemyError:
-                if attempt == 9:
-                    raise
-                time.sleep(1)
-        admin.dispose()
-
-
 def start(subject: Subject, run: Run, tag: str, events: Callable[[], EventLog] = EventLog) -> list[Process]:
     """The subject's processes, once its consumer group holds every partition (each process's
     events go to an `events()` of its own)."""
@@ -252,6 +227,33 @@ def start(subject: Subject, run: Run, tag: str, events: Callable[[], EventLog] =
 
     wait_for(ready, timeout=90, interval=0.2, message=f"{subject.title}: consumer group ready")
     return procs
+
+
+def note_completions(messages: Iterable[Any], done: dict[str, float]) -> None:
+    """Record each completion (value `[id, offset]`) under its record id, at its earliest timestamp."""
+    for m in messages:
+        rid = json.loads(m.value or b"null")[0]
+        done[rid] = min(done.get(rid, m.timestamp), m.timestamp)
+
+
+class Watch:
+    """A measured run's guard: samples its processes' RSS once a second, fails when one of them
+    exited, or when the run is past its deadline."""
+
+    def __init__(self, subject: Subject, procs: list[Process], timeout: float) -> None:
+        self.subject, self.procs, self.timeout = subject, procs, timeout
+        self.deadline = time.monotonic() + timeout
+        self._sampled = 0.0
+
+    def check(self, done: int, n: int) -> None:
+        if time.monotonic() - self._sampled > 1:
+            self._sampled = time.monotonic()
+            for p in self.procs:
+                p.sample_rss()
+                if not p.alive():
+                    raise RuntimeError(f"{self.subject.title} exited:\n{p.tail()}")
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"{self.subject.title}: {done}/{n} completions in {self.timeout:.0f}s")
 
 
 def measure(subject: Subject, run: Run, ids: list[str], tag: str, timeout: float = 900) -> dict[str, Any]:
@@ -272,27 +274,16 @@ def measure(subject: Subject, run: Run, ids: list[str], tag: str, timeout: float
                 keys=[i.encode() for i in ids],
             )
             done: dict[str, float] = {}
-            deadline, sampled, seen = time.monotonic() + timeout, 0.0, 0
+            watch, seen = Watch(subject, procs, timeout), 0
             while len(done) < len(ids):
                 messages = reader.poll(0.05)  # the last completion is seen at most this late
-                for m in messages[seen:]:
-                    rid = json.loads(m.value or b"null")[0]
-                    done[rid] = min(done.get(rid, m.timestamp), m.timestamp)
+                note_completions(messages[seen:], done)
                 seen = len(messages)
-                if time.monotonic() - sampled > 1:
-                    sampled = time.monotonic()
-                    for p in procs:
-                        p.sample_rss()
-                        if not p.alive():
-                            raise RuntimeError(f"{subject.title} exited:\n{p.tail()}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{subject.title}: {len(done)}/{len(ids)} completions in {timeout:.0f}s"
-                    )
+                watch.check(len(done), len(ids))
             cpu = meter.stop()
         finished = max(done.values())
         if subject.finished is not None:
-            finished = durably_finished(subject, run, len(ids), procs, deadline)
+            finished = durably_finished(subject, run, len(ids), procs, watch.deadline)
         handed = sorted(e.at for p in procs for e in p.events.named("handed_off"))
     finally:
         for p in procs:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import ROOT, ResonateServer, Topics, kafka_bootstrap, scratch_database, unique
-from tests.harness.database import engine, seed
+from tests.harness.database import empty_database, engine, seed
 
 from benchmarks import deletion, growth, handoff, scaleout
 from benchmarks.handoff import SUBJECTS, Run, Subject
@@ -205,7 +205,7 @@ class Suite:
                     raise RuntimeError(
                         f"{subject.title}: its system database needs PostgreSQL (DATABASE_URL)"
                     )
-                system_db = stack.enter_context(handoff.empty_database(self.postgres, f"{name}_sys"))
+                system_db = stack.enter_context(empty_database(self.postgres, f"{name}_sys"))
             run = replace(
                 self.run_of(db_url, tag, partitions=partitions, batch=batch, server=server),
                 system_db=system_db,

@@ -82,25 +82,16 @@ def measure(subject: Subject, run: Run, tag: str, n: int) -> dict[str, Any]:
                 pids["resonate"] = run.resonate.pid
             meter = CpuMeter(pids)
             done: dict[str, float] = {}
-            deadline, sampled = time.monotonic() + timeout, 0.0
+            watch = handoff.Watch(subject, procs, timeout)
             while len(done) < n:
-                for m in reader.poll(0.05):  # the last completion is seen at most this late
-                    rid = json.loads(m.value or b"null")[0]
-                    done[rid] = min(done.get(rid, m.timestamp), m.timestamp)
+                handoff.note_completions(reader.poll(0.05), done)  # seen at most 50 ms late
                 reader.messages.clear()
-                if time.monotonic() - sampled > 1:
-                    sampled = time.monotonic()
-                    for p in procs:
-                        p.sample_rss()
-                        if not p.alive():
-                            raise RuntimeError(f"{subject.title} exited:\n{p.tail()}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{subject.title}: {len(done)}/{n} completions in {timeout:.0f}s")
+                watch.check(len(done), n)
             cpu = meter.stop()
         last = max(done.values())
         finished = last
         if subject.finished is not None:
-            finished = handoff.durably_finished(subject, run, n, procs, deadline)
+            finished = handoff.durably_finished(subject, run, n, procs, watch.deadline)
     finally:
         for p in procs:
             p.stop()

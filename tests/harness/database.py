@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 
@@ -104,14 +105,20 @@ def scratch_database(kind: str, postgres: str | None = None) -> Iterator[str]:
         return
     if kind != "postgres" or not postgres:
         raise ValueError(f"no {kind} database to make (postgres needs DATABASE_URL)")
-    name = unique("rd_scratch").replace("-", "_")
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres).set(database=name).render_as_string(hide_password=False)
-    try:
+    with empty_database(postgres, "rd_scratch") as url:
         prepare(url)
         yield url
+
+
+@contextlib.contextmanager
+def empty_database(postgres: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL at `postgres`, dropped after. Yields its URL."""
+    name = unique(prefix).replace("-", "_")
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
     finally:
         # an autovacuum worker can hold the database right after a big DELETE: retry a while
         for attempt in range(10):
