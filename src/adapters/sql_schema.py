@@ -47,6 +47,12 @@ deletion_audit = Table(
     Column("rows_deleted", Integer, nullable=False),
     Column("deleted_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Column("attempt", Integer, nullable=False, server_default="1"),
+    # Evidence (rd0003): rows per plan table in this batch (JSON), who committed it, and a hash over
+    # the row chained to the previous row of the same record. NULL on rows written before rd0003.
+    Column("tables", Text, nullable=True),
+    Column("worker", String(200), nullable=True),
+    Column("chain_hash", String(64), nullable=True),
+    Index("ix_deletion_audit_deleted_at", "deleted_at"),
 )
 
 # One row per deletion attempt of a record; at most one of a record's attempts is `running`.
@@ -62,6 +68,12 @@ deletion_attempts = Table(
     Column("batches", Integer, nullable=True),
     Column("reason", Text, nullable=True),
     Column("opened_by", String(600), nullable=False),  # the request whose workflow runs this attempt
+    # Evidence (rd0003): the deletion plan it ran, the record's rows per plan table when it closed
+    # (JSON, counted in the closing transaction) and the chain hash of its last batch.
+    Column("plan", Text, nullable=True),
+    Column("final_counts", Text, nullable=True),
+    Column("audit_head", String(64), nullable=True),
+    Index("ix_deletion_attempts_finished_at", "finished_at"),
     # The invariant itself: two requests racing to open a record's next attempt cannot both win.
     Index(
         "ix_deletion_attempts_one_running",
@@ -87,6 +99,22 @@ deletion_requests = Table(
     Column("headers", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Index("ix_deletion_requests_request_key", "request_key", unique=True),
+)
+
+# One row per answer message the broker confirmed (rd0003); a re-published answer adds a row.
+deletion_answers = Table(
+    "deletion_answers",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_key", String(600), nullable=False, index=True),
+    Column("record_id", String(128), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),  # deleted | failed
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("worker", String(200), nullable=True),
+    Column("published_at", DateTime(timezone=True), server_default=func.now(), nullable=False, index=True),
 )
 
 demo_metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -27,7 +27,7 @@ from record_deleter.adapters.sql_schema import VERSION_TABLE
 from tests.conftest import service_endpoint
 
 # No module-level `unit` mark: the PostgreSQL params are `integration` and must not be selected by `-m unit`.
-PROJECT_TABLES = {"deletion_audit", "deletion_attempts", "deletion_requests"}
+PROJECT_TABLES = {"deletion_audit", "deletion_attempts", "deletion_requests", "deletion_answers"}
 DEMO_TABLES = {"records", "record_rows"}
 
 
