@@ -22,7 +22,14 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from ..domain.errors import BrokerRefused, BrokerUnavailable, MessageTooLarge
 from ..domain.messages import OutboundMessage
@@ -175,12 +182,16 @@ class KafkaRequestSource(RequestSource):
     @staticmethod
     def _group_settings(protocol: str, session_timeout: float) -> dict[str, Any]:
         """`consumer` (KIP-848): the broker owns the assignment and the session timeout (librdkafka
-        refuses the classic session settings with it). `classic`: eager rebalances, our timeout."""
+        refuses the classic session settings with it; the worker sets the group's own at start,
+        `preflight.group_session`). `classic`: our timeout, and incremental cooperative
+        rebalances, so a member joining or dying moves only the partitions that change hands
+        instead of stopping the whole group (librdkafka's default, range/roundrobin, is eager)."""
         if protocol == "consumer":
             return {"group.protocol": "consumer"}
         if protocol == "classic":
             return {
                 "group.protocol": "classic",
+                "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": int(session_timeout * 1000),
                 "heartbeat.interval.ms": max(100, int(session_timeout * 1000 / 3)),
             }
@@ -460,3 +471,28 @@ class KafkaTopicAdmin:
         if t is None or t.error is not None:
             return 0
         return len(t.partitions)
+
+    def set_group_session_timeout(self, group: str, seconds: float) -> str | None:
+        """Give consumer group `group` a session timeout of its own (KIP-848's per-group
+        `consumer.session.timeout.ms`), and a heartbeat a third of it: with the consumer protocol
+        the broker, not the client, owns both, and Kafka's default session of 45 s is how long a
+        crashed worker's partitions wait. A broker that refuses the heartbeat (its floor,
+        `group.consumer.min.heartbeat.interval.ms`, is 5 s by default) keeps its own heartbeat.
+        Returns None when the session timeout is set, else the broker's refusal in a few words (it
+        names the range it allows: `group.consumer.min/max.session.timeout.ms`)."""
+        session = ("consumer.session.timeout.ms", int(seconds * 1000))
+        heartbeat = ("consumer.heartbeat.interval.ms", max(500, int(seconds * 1000 / 3)))
+        refused = self._set_group_configs(group, [session, heartbeat])
+        return refused and self._set_group_configs(group, [session])
+
+    def _set_group_configs(self, group: str, values: list[tuple[str, int]]) -> str | None:
+        entries = [ConfigEntry(k, str(v), incremental_operation=AlterConfigOpType.SET) for k, v in values]
+        resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+        try:
+            for future in self._admin.incremental_alter_configs([resource]).values():
+                future.result(timeout=15)
+        except KafkaException as exc:
+            return str(exc.args[0].str())
+        except Exception as exc:  # a timeout, or a broker too old for group configs
+            return f"{type(exc).__name__}: {exc}"
+        return None

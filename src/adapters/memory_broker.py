@@ -198,6 +198,9 @@ class InMemoryTopicAdmin:
     def partitions(self, topic: str) -> int:
         return self._broker.topics().get(topic, 0)
 
+    def set_group_session_timeout(self, group: str, seconds: float) -> str | None:
+        return None  # no sessions: an in-process group never loses a member to a crash
+
 
 class InMemoryRequestProducer:
     """Same surface as KafkaRequestProducer."""

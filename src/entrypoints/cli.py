@@ -221,7 +221,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from .containers import WorkerContainer
             from .worker import run_worker
 
-            code = commands.check(settings, quiet_ok=True)
+            code = commands.check(settings, quiet_ok=True, apply_group=True)
             return code if code else run_worker(bootstrap(WorkerContainer, settings))
         case "demo":
             from .containers import DemoContainer

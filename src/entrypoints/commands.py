@@ -19,7 +19,7 @@ from ..domain.messages import encode_request
 from ..domain.model import AttemptRecord, RecordId
 from .bootstrap import bootstrap
 from .containers import AdminContainer, ProducerContainer
-from .preflight import run_checks
+from .preflight import group_session, run_checks
 from .progress import Progress
 from .settings import Settings, effective_settings
 
@@ -49,21 +49,23 @@ def produce(args: argparse.Namespace, settings: Settings) -> int:
 
 def setup_topics(settings: Settings) -> int:
     b = settings.broker
-    outcome = (
-        bootstrap(AdminContainer, settings)
-        .topic_admin()
-        .create(
-            {
-                b.request_topic: b.partitions,
-                b.completion_topic: b.partitions,
-                b.failure_topic: 1,
-                b.dead_letter_topic: 1,
-            },
-            replication_factor=b.replication_factor,
-        )
+    admin = bootstrap(AdminContainer, settings).topic_admin()
+    outcome = admin.create(
+        {
+            b.request_topic: b.partitions,
+            b.completion_topic: b.partitions,
+            b.failure_topic: 1,
+            b.dead_letter_topic: 1,
+        },
+        replication_factor=b.replication_factor,
     )
     for name, what in outcome.items():
         print(f"{name}: {what}")
+    for f in group_session(admin, settings):
+        if f.level == "ok":
+            print(f.text)
+        else:
+            print(f"record-deleter: {f.level}: {f.text}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -180,11 +182,12 @@ def retry(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def check(settings: Settings, *, quiet_ok: bool = False) -> int:
-    """Every pre-flight check, one line each; exit 2 for a misconfiguration, 3 for an unreachable service."""
+def check(settings: Settings, *, quiet_ok: bool = False, apply_group: bool = False) -> int:
+    """Every pre-flight check, one line each; exit 2 for a misconfiguration, 3 for an unreachable service.
+    `apply_group` (the worker's start): also set the consumer group's session timeout."""
     container = bootstrap(AdminContainer, settings)
     try:
-        findings = run_checks(container, settings)
+        findings = run_checks(container, settings, apply_group=apply_group)
     finally:
         container.shutdown_resources()
     for f in findings:

@@ -25,13 +25,38 @@ class Finding:
     text: str
 
 
-def run_checks(container: Any, settings: Settings) -> list[Finding]:
-    """Every check, in the order a person would fix them: database, plan, broker, Resonate."""
+def run_checks(container: Any, settings: Settings, *, apply_group: bool = False) -> list[Finding]:
+    """Every check, in the order a person would fix them: database, plan, broker, Resonate.
+    `apply_group` (the worker's start): also give the consumer group its session timeout."""
     findings: list[Finding] = []
     findings += _database(container, settings)
     findings += _broker(container, settings)
+    if apply_group and not any(f.level in ("error", "unreachable") for f in findings):
+        findings += group_session(container.topic_admin(), settings)
     findings += _resonate(settings)
     return findings
+
+
+def group_session(admin: Any, settings: Settings) -> list[Finding]:
+    """With the consumer protocol (KIP-848) the broker keeps each group's session timeout: set
+    BROKER_SESSION_TIMEOUT_SECONDS on the group, so a SIGKILLed worker's partitions move after it
+    rather than after the broker's default (45 s on Kafka). A refusal is a warning, not fatal:
+    the group still works, only slower to fail over."""
+    b = settings.broker
+    if b.kind == "memory" or b.effective_group_protocol != "consumer":
+        return []
+    refused = admin.set_group_session_timeout(b.group, b.session_timeout_seconds)
+    if refused is None:
+        return [Finding("ok", f"consumer group {b.group}: session timeout {b.session_timeout_seconds:g} s")]
+    return [
+        Finding(
+            "warning",
+            f"consumer group {b.group}: the broker refused a session timeout of "
+            f"{b.session_timeout_seconds:g} s ({refused}); a crashed worker's partitions wait for the "
+            "broker's default instead. Lower the broker's group.consumer.min.session.timeout.ms, grant "
+            "ALTER_CONFIGS on the group, or set BROKER_SESSION_TIMEOUT_SECONDS within the range",
+        )
+    ]
 
 
 def _database(container: Any, settings: Settings) -> list[Finding]:

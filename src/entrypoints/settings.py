@@ -75,14 +75,16 @@ class BrokerSettings(_Concern):
     replication_factor: int = Field(default=1, ge=1, le=32)
     unavailable_after_seconds: float = Field(default=60.0, gt=0, le=86_400)
     # How long the group waits for a member that stopped heartbeating (a SIGKILLed worker) before
-    # its partitions move. librdkafka's 45 s default stalls the group for that long after every
-    # crash (RELIABILITY.md, F6); the broker's floor is group.min.session.timeout.ms (6 s).
+    # its partitions move. librdkafka's and Kafka's 45 s default stalls them that long after every
+    # crash (RELIABILITY.md, F6). `classic`: the consumer's session.timeout.ms (the broker's floor
+    # is group.min.session.timeout.ms, 6 s). `consumer` (KIP-848): the broker keeps it per group;
+    # the worker sets its group's `consumer.session.timeout.ms` at start and `setup-topics` does too
+    # (the broker's floor is group.consumer.min.session.timeout.ms, 45 s unless lowered).
     session_timeout_seconds: float = Field(default=10.0, ge=1, le=3600)
     # The consumer group protocol. `consumer` (KIP-848, Kafka 4): the broker moves partitions one
     # member at a time, so a worker joining or dying never stops the others, and a backlog spreads
-    # over a worker added to drain it; its session timeout is the broker's
-    # `group.consumer.session.timeout.ms` (45 s by default; BROKER_SESSION_TIMEOUT_SECONDS is for
-    # `classic`). `classic`: eager rebalances, for brokers without KIP-848 (Kafka < 4, Redpanda).
+    # over a worker added to drain it. `classic`: cooperative-sticky rebalances (also incremental),
+    # for brokers without KIP-848 (Kafka < 4, Redpanda).
     # Unset: `consumer` for BROKER_KIND=kafka, `classic` for redpanda.
     group_protocol: Literal["consumer", "classic"] | None = None
     delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -194,12 +195,23 @@ class Supervisor:
         command: tuple[str, ...] = WORKER_COMMAND,
         restart: bool = True,
         restart_delay: float = 0.5,
+        static_members: bool = False,
     ) -> None:
+        """`static_members`: each slot keeps one Kafka group instance id across its restarts, as
+        a StatefulSet's pods or systemd template units do (static membership, RELIABILITY.md)."""
         self._dir = logs
         self._name = name
         self._restart = restart
         self._restart_delay = restart_delay
-        self.slots = [Slot(i, command, env) for i in range(size)]
+        run = uuid.uuid4().hex[:8]
+        self.slots = [
+            Slot(
+                i,
+                command,
+                {**env, "BROKER_RDKAFKA_GROUP_INSTANCE_ID": f"{name}-{run}-{i}"} if static_members else env,
+            )
+            for i in range(size)
+        ]
         self.exits: list[Exit] = []
         self._lock = threading.RLock()
         self._stopping = threading.Event()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 
 from record_deleter.adapters.kafka import (
     KafkaClientConfig,
+    KafkaRequestSource,
     KafkaTopicAdmin,
     KafkaTopicWriter,
 )
@@ -232,3 +236,79 @@ def test_marking_a_revoked_partition_is_harmless(bootstrap: str, client: KafkaCl
         source.mark_done(InboundMessage(topic, 0, 5, b'"x"'))  # nothing assigned yet
     finally:
         source.close()
+
+
+def group_timeouts_ms(bootstrap: str, group: str) -> tuple[str, str]:
+    """The group's (session timeout, heartbeat interval) as the broker describes them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    (future,) = admin.describe_configs([ConfigResource(ResourceType.GROUP, group)]).values()
+    found = future.result(timeout=15)
+    return found["consumer.session.timeout.ms"].value, found["consumer.heartbeat.interval.ms"].value
+
+
+def test_setup_topics_gives_the_group_its_session_timeout(bootstrap: str, monkeypatch, capsys) -> None:
+    """With the consumer protocol the broker keeps the session timeout (Kafka's default: 45 s, how
+    long a SIGKILLed worker's partitions wait): setup-topics sets the group's own from
+    BROKER_SESSION_TIMEOUT_SECONDS (and a heartbeat a third of it), and a value the broker refuses
+    is a warning naming its range, the group keeping what it had."""
+    group = unique("group")
+    monkeypatch.setenv("BROKER_KIND", "kafka")
+    monkeypatch.setenv("BROKER_BOOTSTRAP_SERVERS", bootstrap)
+    monkeypatch.setenv("BROKER_GROUP", group)
+    monkeypatch.setenv("BROKER_REQUEST_TOPIC", unique("req"))
+    monkeypatch.setenv("BROKER_SESSION_TIMEOUT_SECONDS", "7")
+    assert main(["setup-topics"]) == 0
+    assert f"consumer group {group}: session timeout 7 s" in capsys.readouterr().out
+    # the broker applies a group config once its metadata record is replayed: a moment later
+    wait_for(
+        lambda: group_timeouts_ms(bootstrap, group) == ("7000", "2333"),
+        timeout=15,
+        message="a 7000 ms session and a heartbeat a third of it",
+    )
+
+    monkeypatch.setenv("BROKER_SESSION_TIMEOUT_SECONDS", "2")  # below the broker's floor (6 s here)
+    assert main(["setup-topics"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err, err
+    assert "refused a session timeout of 2 s" in err, err
+    assert "6000" in err, err  # the range the broker allows
+    assert group_timeouts_ms(bootstrap, group) == ("7000", "2333")
+
+
+def test_classic_protocol_moves_only_the_partitions_that_change_hands(
+    bootstrap: str, client: KafkaClientConfig, caplog
+) -> None:
+    """`classic` (Redpanda, Kafka < 4) rebalances cooperatively: when a second member joins, the
+    first gives up only the partitions that move (an eager rebalance revokes all four first)."""
+    topic, group = unique("req"), unique("group")
+    create_topics(bootstrap, {topic: 4})
+    b = {"unavailable_after": 60.0, "session_timeout": 10.0, "group_protocol": "classic"}
+    first = KafkaRequestSource(client, topic, group, **b)
+    caplog.set_level(logging.INFO, logger="record_deleter.adapters.kafka")
+    second = None
+    try:
+        wait_for(
+            lambda: first.poll(0.2) is None and len(first.held_partitions()) == 4,
+            timeout=60,
+            message="the first member holds all four partitions",
+        )
+        second = KafkaRequestSource(client, topic, group, **b)
+        wait_for(
+            lambda: (
+                (first.poll(0.1), second.poll(0.1)) is not None
+                and len(first.held_partitions()) == 2
+                and len(second.held_partitions()) == 2
+            ),
+            timeout=60,
+            message="two partitions each",
+        )
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+    revoked = [
+        m.group(1).split(", ")
+        for r in caplog.records
+        if (m := re.match(r"revoking partitions \[([^\]]*)\]", r.getMessage()))
+    ]
+    assert len(revoked[0]) == 2, f"only the two moving partitions are revoked first: {revoked}"

@@ -688,6 +688,7 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
 
 # --------------------------------------------------------------------------------------------- 7
 SOAK_SECONDS = float(os.environ.get("RD_SOAK_SECONDS") or 0)  # 0: the short soak of the default suite
+STATIC = os.environ.get("RD_SOAK_STATIC") == "1"
 
 
 @pytest.mark.soak
@@ -717,12 +718,13 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
     per_wave = -(-total // waves)
     plan = [records[i : i + per_wave] for i in range(0, total, per_wave)]
     kills: list[float] = []
+    kill_walls: list[float] = []
     killed: list[Process] = []
     produced_at: dict[str, float] = {}
     started = time.monotonic()
     with (
         topic_reader(dep.bootstrap, dep.completion_topic) as reader,
-        Supervisor(dep.env, tmp_path, 3, restart_delay=0.5) as workers,
+        Supervisor(dep.env, tmp_path, 3, restart_delay=0.5, static_members=STATIC) as workers,
     ):
         next_wave, next_kill = started, started + rng.uniform(3, 8)
         while time.monotonic() - started < window or plan:
@@ -743,6 +745,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
                     killed.append(workers.slots[v].procs[-1])
                     workers.kill(v)
                     kills.append(time.monotonic())
+                    kill_walls.append(time.time())
                 next_kill = time.monotonic() + rng.uniform(3, 8)
             time.sleep(0.05)  # the schedule's tick
         last_kill = kills[-1] if kills else started
@@ -758,6 +761,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
         handed = first_handoffs(workers)
     workers.assert_clean_stop()
     waits = sorted(handed[r.id] - produced_at[r.id] for r in records)
+    slowest = sorted(records, key=lambda r: produced_at[r.id] - handed[r.id])[:5]
     in_flight_at_kills = sum(unanswered(p) for p in killed)
     failures = len(kills) + len(crashes)
     outcome.check(max_extra_per_record=failures, max_copies=1 + failures)
@@ -766,6 +770,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
         "soak",
         seed=seed,
         workers=3,
+        static_members=STATIC,
         kill_window_seconds=window,
         crashes_injected=len(kills),
         worker_exits=len(crashes),
@@ -775,6 +780,18 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
         handoff_wait_median_seconds=round(waits[len(waits) // 2], 1),
         handoff_wait_max_seconds=round(waits[-1], 1),
         recovery_seconds=round(completed_at - last_kill, 1),
+        # the five longest waits, each with the kills (seconds after its production) it waited through
+        slowest_handoffs=[
+            {
+                "wait": round(handed[r.id] - produced_at[r.id], 1),
+                "kills_at": [
+                    round(k - produced_at[r.id], 1)
+                    for k in kill_walls
+                    if produced_at[r.id] - 15 < k < handed[r.id]
+                ],
+            }
+            for r in slowest
+        ],
         run_seconds=round(time.monotonic() - started, 1),
         in_flight_on_killed_workers=in_flight_at_kills,
         republished_per_in_flight=round(outcome.duplicates / max(in_flight_at_kills, 1), 3),
