@@ -96,7 +96,7 @@ class ChainVerdict:
         if self.problems:
             more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
             return f"chain broken: {self.problems[0]}{more}"
-        text = f"chain intact ({self.batches} batches)"
+        text = f"chain intact ({self.batches} {'batch' if self.batches == 1 else 'batches'})"
         if self.unchained:
             text += f"; {self.unchained} not chained (written before the evidence schema)"
         return text
