@@ -108,7 +108,9 @@ def verify(record_id: str, attempts: Sequence[AttemptEvidence], key: bytes | Non
             problems.append(_mismatch(row, previous))
         previous = row
     for a in attempts:
-        problems.extend(_attempt_problems(a))
+        more_problems, more_notes = _attempt_problems(a)
+        problems += more_problems
+        notes += more_notes
     return ChainVerdict(checked, unchained, tuple(problems), tuple(notes))
 
 
@@ -134,27 +136,36 @@ def _mismatch(row: BatchEvidence, previous: BatchEvidence | None) -> str:
     )
 
 
-def _attempt_problems(a: AttemptEvidence) -> list[str]:
-    """A closed attempt's own record of its batches against the batches found."""
+def _attempt_problems(a: AttemptEvidence) -> tuple[list[str], list[str]]:
+    """A closed attempt's own record of its batches (count, rows, head) against the batches found:
+    (problems, notes). Batches after its head are a step's late re-run (a zombie after a crash
+    finding nothing left): noted, not a break, and chained like the others."""
     if a.state == "running" or a.batches is None:
-        return []
-    chained = [b for b in a.batch_rows if b.chain_hash is not None]
-    if len(chained) != len(a.batch_rows) or (a.audit_head is None and a.batches):
-        return []  # closed before the evidence schema: nothing recorded to check against
-    out = []
-    if len(a.batch_rows) != a.batches:
-        out.append(f"attempt {a.attempt} closed with {a.batches} batches, {len(a.batch_rows)} found")
-    found_rows = sum(b.rows_deleted for b in a.batch_rows)
+        return [], []
+    if any(b.chain_hash is None for b in a.batch_rows) or (a.audit_head is None and a.batches):
+        return [], []  # closed before the evidence schema: nothing recorded to check against
+    hashes = [b.chain_hash for b in a.batch_rows]
+    if a.audit_head is not None and a.audit_head not in hashes:
+        last = f"row {a.batch_rows[-1].row_id}" if a.batch_rows else "none"
+        return [
+            f"attempt {a.attempt} closed with audit head {a.audit_head[:16]}..., which no batch found has "
+            f"(its last batch found: {last}): its last batch is missing or edited",
+            f"attempt {a.attempt} closed with {a.batches} batches, {len(a.batch_rows)} found",
+        ], []
+    end = hashes.index(a.audit_head) + 1 if a.audit_head is not None else 0
+    closed, late = a.batch_rows[:end], a.batch_rows[end:]
+    problems = []
+    if len(closed) != a.batches:
+        problems.append(f"attempt {a.attempt} closed with {a.batches} batches, {len(closed)} found")
+    found_rows = sum(b.rows_deleted for b in closed)
     if a.rows_deleted is not None and found_rows != a.rows_deleted:
-        out.append(
+        problems.append(
             f"attempt {a.attempt} closed with {a.rows_deleted} rows deleted, "
             f"its batches add up to {found_rows}"
         )
-    head = a.batch_rows[-1].chain_hash if a.batch_rows else None
-    if a.audit_head != head:
-        last = f"row {a.batch_rows[-1].row_id}'s" if a.batch_rows else "no batch's"
-        out.append(
-            f"attempt {a.attempt} closed with audit head {(a.audit_head or 'none')[:16]}..., "
-            f"but that is {last} hash ({(head or 'none')[:16]}...): its last batch is missing or edited"
-        )
-    return out
+    notes = [
+        f"row {b.row_id}: committed after attempt {a.attempt} closed ({b.rows_deleted} rows), "
+        "by a step that re-ran"
+        for b in late
+    ]
+    return problems, notes

@@ -100,8 +100,9 @@ class InMemoryRecordStore(RecordStore, RecordInventory, DeletionLedger, Evidence
                 self._rows.pop(record_id.value, None)
             self._batches[record_id.value] += 1
             current = self._attempt(record_id, attempt)
-            current.rows += deleted
-            current.batches += 1
+            if current.state == "running":  # a closed attempt's totals stay as they closed (as in SQL)
+                current.rows += deleted
+                current.batches += 1
             head = self._audit(record_id, attempt, deleted, current)
             more = left - deleted > 0
             totals = None if more else self._close(current, "done", None, {TABLE: 0}, head)

@@ -24,13 +24,16 @@ def join(
     Two joins racing to open the same next attempt collide on its primary key; the caller retries
     the transaction and the loser then joins the winner's attempt. On PostgreSQL the running
     attempt is read `FOR UPDATE`, so a join waits for an attempt being closed and then opens
-    the next one instead of joining one that already finished.
+    the next one instead of joining one that already finished. Either way the transaction ends up
+    holding the attempt's row lock (read FOR UPDATE, or inserted), which the store's first batch
+    in the same transaction relies on to chain its audit row (`SqlRecordStore._chain_tail`).
     """
     a, r = deletion_attempts.c, deletion_requests.c
     known = conn.execute(
         select(r.attempt, a.opened_by, a.state, a.rows_deleted, a.batches, a.reason)
         .join(deletion_attempts, and_(a.record_id == r.record_id, a.attempt == r.attempt))
         .where(r.request_key == request_key)
+        .with_for_update(of=deletion_attempts)
     ).first()
     if known is not None:
         number, opened_by, state, rows, batches, reason = known

@@ -222,7 +222,7 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
                 if joined.opened_by != request_key or joined.state != "running":
                     return joined, None
                 doing = ["deleting"]
-                return joined, self._batch(conn, record_id, batch_size, joined.number, doing)
+                return joined, self._batch(conn, record_id, batch_size, joined.number, doing, locked=True)
         except (SQLAlchemyError, DeletionPlanInvalid):
             return self.join_attempt(record_id, request, request_key), None
 
@@ -236,12 +236,20 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
             raise translate(exc, doing[0]) from exc
 
     def _batch(
-        self, conn: Connection, record_id: RecordId, batch_size: int, attempt: int, doing: list[str]
+        self,
+        conn: Connection,
+        record_id: RecordId,
+        batch_size: int,
+        attempt: int,
+        doing: list[str],
+        *,
+        locked: bool = False,
     ) -> BatchResult:
-        """One batch inside the caller's transaction; `doing[0]` says what it was doing last."""
+        """One batch inside the caller's transaction; `doing[0]` says what it was doing last.
+        `locked`: the transaction holds the attempt's row lock already (the join took it)."""
         key = record_id.value
         ledger = self._ledger(record_id)
-        previous = self._chain_tail(conn, ledger, attempt, doing) if self._audit else ""
+        previous = self._chain_tail(conn, ledger, attempt, doing, locked) if self._audit else ""
         budget = batch_size
         more = False
         per_table = [0] * len(self._statements)
@@ -274,13 +282,16 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
         totals = sql_ledger.close(conn, ledger, attempt, "done", None, final, head)
         return BatchResult(deleted=deleted, more=False, totals=totals)
 
-    def _chain_tail(self, conn: Connection, ledger: RecordId, attempt: int, doing: list[str]) -> str:
+    def _chain_tail(
+        self, conn: Connection, ledger: RecordId, attempt: int, doing: list[str], locked: bool
+    ) -> str:
         """The hash the next audit row of the record links to. On PostgreSQL the attempt's row is
         locked first, so two batches of one attempt (a zombie step after a crash) take turns and
-        the chain stays a line; SQLite has one writer at a time already."""
+        the chain stays a line (the read after the lock sees the other's committed row); SQLite
+        has one writer at a time already."""
         doing[0] = "reading the deletion audit"
         a, d = deletion_attempts.c, deletion_audit.c
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql" and not locked:
             conn.execute(
                 select(a.attempt).where(a.record_id == ledger.value, a.attempt == attempt).with_for_update()
             )

@@ -180,6 +180,7 @@ def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> N
     rid = new_id("raced")
     store.add_record(rid, 300)
     before = store.count_rows(rid)
+    store.join_attempt(rid, *request(1))
     results: list[BatchResult] = []
     left_when_done: list[int] = []
     errors: list[BaseException] = []
@@ -212,6 +213,10 @@ def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> N
     assert store.count_rows(rid) == 0
     assert left_when_done == [0, 0, 0, 0], "more=False was reported while rows remained"
     assert store.batches_done(rid) == len(results)
+    chain = history_of(store, rid).chain
+    assert (chain.intact, chain.batches) == (True, len(results)), (
+        "the racing batches took turns: one linear chain (the attempt's row lock on PostgreSQL)"
+    )
 
 
 # --- the ledger: one attempt at a time per record, one row per distinct request -------------------
