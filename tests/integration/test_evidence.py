@@ -12,13 +12,15 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 
 from record_deleter.adapters.evidence_chain import AuditIdentity, ledger_id
 from record_deleter.adapters.observability import hash_record_id
+from record_deleter.adapters.sql_schema import deletion_attempts
 from record_deleter.adapters.sql_store import SqlRecordStore
 from record_deleter.domain.evidence import Delivery
 from record_deleter.domain.model import Answer, AttemptTotals, RecordId, RequestRef
@@ -357,3 +359,27 @@ def test_prune_removes_old_closed_attempts_with_their_rows_and_keeps_running_and
     running_history = s.history(running)
     assert running_history is not None
     assert running_history.attempts[0].state == "running"
+
+
+def test_a_record_whose_first_attempt_was_pruned_still_verifies_from_what_remains(
+    engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s, rid = store(engine), new_id()
+    s.add_record(rid, 5)
+    delete_record(s, rid, offset=1)
+    with engine.begin() as conn:  # attempt 1 finished long ago
+        a = deletion_attempts.c
+        conn.execute(
+            update(deletion_attempts)
+            .where(a.record_id == rid.value, a.attempt == 1)
+            .values(finished_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    s.add_record(rid, 5)
+    delete_record(s, rid, offset=2)
+    assert main(["audit", "prune", "--older-than", "30"]) == 0
+
+    code, report = evidence(capsys, rid.value)
+
+    assert code == 0, report["chain"]
+    assert [a["attempt"] for a in report["attempts"]] == [2]
+    assert "removed by `audit prune`" in report["chain"]["notes"][0]
