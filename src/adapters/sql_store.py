@@ -140,8 +140,10 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
             raise translate(exc, "closing a failed deletion attempt") from exc
 
     def _final_counts(self, record_id: RecordId) -> dict[str, int] | None:
-        """The record's rows per plan table, for a failed attempt's evidence; None when they cannot
-        be counted (the failure may be a table the plan names and the database lacks)."""
+        """The record's rows per plan table, for a failed attempt's evidence: counted just before
+        the closing transaction (in a transaction of their own, so that a count that fails — the
+        failure may be a table the plan names and the database lacks — leaves them None instead of
+        keeping the attempt from closing)."""
         try:
             with self._engine.connect() as conn:
                 return {

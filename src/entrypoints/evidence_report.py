@@ -5,14 +5,17 @@ person, or a ticket). Formatting only: the facts and the chain's verdict come fr
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..domain.evidence import AnswerEvidence, AttemptEvidence, BatchEvidence, RecordHistory, RequestEvidence
 
 
 def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    """ISO 8601 in UTC; SQLite returns naive values, which the store wrote in UTC."""
+    if moment is None:
+        return None
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
 
 
 def _request(r: RequestEvidence) -> dict[str, Any]:
@@ -118,6 +121,7 @@ def _attempt_markdown(a: AttemptEvidence) -> list[str]:
         tables = ", ".join(f"{t}: {n}" for t, n in (b.tables or {}).items()) or "(not recorded)"
         worker = b.worker or "-"
         lines.append(f"| {b.row_id} | {b.rows_deleted} | {tables} | {_when(b.deleted_at)} | {worker} |")
+    lines.append("")
     for x in a.answers:
         lines.append(
             f"- answer ({x.outcome}): {x.topic} partition {x.partition} offset {x.offset}, "

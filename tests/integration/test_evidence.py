@@ -383,3 +383,25 @@ def test_a_record_whose_first_attempt_was_pruned_still_verifies_from_what_remain
     assert code == 0, report["chain"]
     assert [a["attempt"] for a in report["attempts"]] == [2]
     assert "removed by `audit prune`" in report["chain"]["notes"][0]
+
+
+def test_the_markdown_report_says_the_same_in_words(
+    engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s, rid = store(engine), new_id()
+    s.add_record(rid, 10)
+    delete_record(s, rid, offset=7)
+    capsys.readouterr()
+
+    assert main(["evidence", rid.value]) == 0
+    out = capsys.readouterr().out
+    assert "| records_to_be_deleted | 2 | 7 |" in out
+    assert "- final counts: record_rows: 0, records: 0" in out
+    assert "- answer (deleted): done partition 1 offset 107" in out
+    assert out.rstrip().endswith("chain intact (3 batches)")
+
+    first = audit_ids(engine, rid.value)[0]
+    with engine.begin() as conn:
+        conn.execute(text("update deletion_audit set worker = 'someone else' where id = :i"), {"i": first})
+    assert main(["evidence", rid.value]) == 1
+    assert f"chain broken: row {first}: hash does not match its content" in capsys.readouterr().out
