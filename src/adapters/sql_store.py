@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Connection,
@@ -36,10 +36,10 @@ from ..domain.model import (
     RequestRef,
 )
 from ..domain.ports import DeletionLedger, EvidenceArchive, RecordInventory, RecordStore
-from . import sql_evidence, sql_ledger, sql_retention
-from .evidence_chain import AuditIdentity, chain_hash, tables_json
+from . import sql_audit, sql_evidence, sql_ledger, sql_retention
+from .evidence_chain import AuditIdentity, tables_json
 from .sql_errors import translate
-from .sql_schema import deletion_answers, deletion_attempts, deletion_audit, record_rows, records
+from .sql_schema import deletion_audit, record_rows, records
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,21 +154,10 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
             return None
 
     def record_answer(self, answer: Answer, delivery: Delivery) -> None:
+        stored = self._ledger(answer.record_id).value
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(deletion_answers).values(
-                        request_key=answer.idempotency_key,
-                        record_id=self._ledger(answer.record_id).value,
-                        attempt=answer.attempt,
-                        outcome="deleted" if answer.deleted else "failed",
-                        topic=delivery.topic,
-                        partition=delivery.partition,
-                        offset=delivery.offset,
-                        worker=self._identity.worker,
-                        published_at=datetime.now(UTC),
-                    )
-                )
+                sql_audit.write_answer(conn, self._identity, stored, answer, delivery)
         except SQLAlchemyError as exc:
             raise translate(exc, "recording an answer's coordinates") from exc
 
@@ -251,7 +240,29 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
         `locked`: the transaction holds the attempt's row lock already (the join took it)."""
         key = record_id.value
         ledger = self._ledger(record_id)
-        previous = self._chain_tail(conn, ledger, attempt, doing, locked) if self._audit else ""
+        doing[0] = "reading the deletion audit"
+        previous = sql_audit.chain_tail(conn, ledger.value, attempt, locked=locked) if self._audit else ""
+        per_table, more = self._delete_rows(conn, key, batch_size, doing)
+        deleted = sum(per_table)
+        doing[0] = "writing the deletion audit"
+        head = None
+        if self._audit:
+            tables = tables_json(zip((s.table for s in self._plan.steps), per_table, strict=True))
+            head = sql_audit.write_batch(
+                conn, self._identity, ledger.value, attempt, deleted, tables, previous
+            )
+        if more:
+            return BatchResult(deleted=deleted, more=True)
+        # Every plan table's "rows left?" probe found none in this transaction: the final counts.
+        final = dict.fromkeys((s.table for s in self._plan.steps), 0)
+        totals = sql_ledger.close(conn, ledger, attempt, "done", None, final, head)
+        return BatchResult(deleted=deleted, more=False, totals=totals)
+
+    def _delete_rows(
+        self, conn: Connection, key: str, batch_size: int, doing: list[str]
+    ) -> tuple[list[int], bool]:
+        """Up to `batch_size` of the record's rows, table by table in plan order: the rows deleted
+        per plan table, and whether any remain."""
         budget = batch_size
         more = False
         per_table = [0] * len(self._statements)
@@ -274,64 +285,7 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
                 # parent is never purged before its children.
                 more = True
                 break
-        deleted = batch_size - budget
-        doing[0] = "writing the deletion audit"
-        head = self._write_audit(conn, ledger, attempt, deleted, per_table, previous) if self._audit else None
-        if more:
-            return BatchResult(deleted=deleted, more=True)
-        # Every plan table's "rows left?" probe found none in this transaction: the final counts.
-        final = dict.fromkeys((s.table for s in self._plan.steps), 0)
-        totals = sql_ledger.close(conn, ledger, attempt, "done", None, final, head)
-        return BatchResult(deleted=deleted, more=False, totals=totals)
-
-    def _chain_tail(
-        self, conn: Connection, ledger: RecordId, attempt: int, doing: list[str], locked: bool
-    ) -> str:
-        """The hash the next audit row of the record links to. On PostgreSQL the attempt's row is
-        locked first, so two batches of one attempt (a zombie step after a crash) take turns and
-        the chain stays a line (the read after the lock sees the other's committed row); SQLite
-        has one writer at a time already."""
-        doing[0] = "reading the deletion audit"
-        a, d = deletion_attempts.c, deletion_audit.c
-        if conn.dialect.name == "postgresql" and not locked:
-            conn.execute(
-                select(a.attempt).where(a.record_id == ledger.value, a.attempt == attempt).with_for_update()
-            )
-        tail = conn.execute(
-            select(d.chain_hash).where(d.record_id == ledger.value).order_by(d.id.desc()).limit(1)
-        ).scalar()
-        return str(tail or "")
-
-    def _write_audit(
-        self,
-        conn: Connection,
-        ledger: RecordId,
-        attempt: int,
-        deleted: int,
-        per_table: list[int],
-        previous: str,
-    ) -> str:
-        """The batch's audit row; returns its chain hash. `deleted_at` is set here (UTC), so the
-        value hashed is the value stored."""
-        tables = tables_json(zip((s.table for s in self._plan.steps), per_table, strict=True))
-        now = datetime.now(UTC)
-        worker = self._identity.worker
-        head = chain_hash(
-            self._identity.chain_key, previous, ledger.value, attempt, deleted, tables, now, worker
-        )
-        conn.execute(
-            self._audit_insert,
-            {
-                "record_id": ledger.value,
-                "rows_deleted": deleted,
-                "attempt": attempt,
-                "tables": tables,
-                "worker": worker,
-                "chain_hash": head,
-                "deleted_at": now,
-            },
-        )
-        return head
+        return per_table, more
 
     @functools.cached_property
     def _statements(self) -> tuple[tuple[Executable, Executable], ...]:
@@ -360,18 +314,6 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
             t = table(step.table, column(step.key_column))
             out.append(select(func.count()).select_from(t).where(t.c[step.key_column] == bindparam("key")))
         return tuple(out)
-
-    @functools.cached_property
-    def _audit_insert(self) -> Executable:
-        return insert(deletion_audit).values(
-            record_id=bindparam("record_id"),
-            rows_deleted=bindparam("rows_deleted"),
-            attempt=bindparam("attempt"),
-            tables=bindparam("tables"),
-            worker=bindparam("worker"),
-            chain_hash=bindparam("chain_hash"),
-            deleted_at=bindparam("deleted_at"),
-        )
 
     def plan_problems(self) -> tuple[list[str], list[str]]:
         """What keeps the deletion plan from working (errors), and what makes it slow (warnings)."""
