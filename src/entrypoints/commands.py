@@ -247,6 +247,9 @@ def evidence(args: argparse.Namespace, settings: Settings) -> int:
     container = bootstrap(AdminContainer, settings)
     try:
         history = _find_history(container.record_store(), args.record_id, settings)
+    except InvalidRecordId as exc:  # an ambiguous hash prefix: a bad id (2), not a broken chain (1)
+        print(f"record-deleter: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         container.shutdown_resources()
     if history is None:
