@@ -32,6 +32,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from ..domain.errors import BrokerRefused, BrokerUnavailable, MessageTooLarge
+from ..domain.evidence import Delivery
 from ..domain.messages import OutboundMessage
 from ..domain.model import InboundMessage
 from ..domain.ports import RequestSource, TopicWriter
@@ -353,12 +354,12 @@ class KafkaTopicWriter(TopicWriter):
         while not self._closing.is_set():
             self._producer.poll(0.1)
 
-    def write(self, topic: str, message: OutboundMessage) -> None:
+    def write(self, topic: str, message: OutboundMessage) -> Delivery:
         done = threading.Event()
-        outcome: list[KafkaError | None] = []
+        outcome: list[tuple[KafkaError | None, Message]] = []
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            outcome.append(err)
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            outcome.append((err, msg))
             done.set()
 
         try:
@@ -377,11 +378,13 @@ class KafkaTopicWriter(TopicWriter):
             raise BrokerUnavailable(f"could not enqueue to {topic}: {exc}") from exc
         if not done.wait(self._timeout + 5):
             raise BrokerUnavailable(f"no delivery report from {topic} within {self._timeout:.0f}s")
-        err = outcome[0]
+        err, delivered = outcome[0]
         if err is not None:
             if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large")
             raise BrokerUnavailable(self._refusal.explain(f"delivery to {topic} failed: {err.str()}"))
+        # the delivery report names where the broker appended it: the answer's evidence
+        return Delivery(topic, int(delivered.partition() or 0), int(delivered.offset() or 0))
 
     def close(self) -> None:
         remaining = self._producer.flush(self._timeout)

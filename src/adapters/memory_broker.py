@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..domain.errors import BrokerUnavailable, MessageTooLarge
+from ..domain.evidence import Delivery
 from ..domain.messages import OutboundMessage
 from ..domain.model import InboundMessage
 from ..domain.ports import RequestSource, TopicWriter
@@ -178,10 +179,11 @@ class InMemoryTopicWriter(TopicWriter):
         self._broker = broker
         self._max = max_message_bytes
 
-    def write(self, topic: str, message: OutboundMessage) -> None:
+    def write(self, topic: str, message: OutboundMessage) -> Delivery:
         if len(message.value) > self._max:
             raise MessageTooLarge(f"{topic}: message of {len(message.value)} bytes is too large")
-        self._broker.produce(topic, message.value, message.key, message.headers)
+        partition, offset = self._broker.produce(topic, message.value, message.key, message.headers)
+        return Delivery(topic, partition, offset)
 
 
 class InMemoryTopicAdmin:

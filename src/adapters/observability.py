@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 import threading
@@ -13,6 +11,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..domain.events import Events
+from .evidence_chain import log_id
 from .status_http import add_runtime_collectors
 
 log = logging.getLogger("record_deleter.events")
@@ -20,7 +19,15 @@ log = logging.getLogger("record_deleter.events")
 
 # Trouble an operator must see.
 WARNING_EVENTS = frozenset(
-    {"retrying", "dead_lettered", "failure_published", "step_cut_short", "store_error", "attempt_failed"}
+    {
+        "retrying",
+        "dead_lettered",
+        "failure_published",
+        "step_cut_short",
+        "store_error",
+        "attempt_failed",
+        "answer_not_recorded",
+    }
 )
 # Per message polled, per join and per SQL batch: thousands a second under load, and counted by the metrics;
 # a line for each would make the log the bottleneck (the handler's lock serializes the threads).
@@ -60,8 +67,9 @@ class RepeatFilter(logging.Filter):
 def hash_record_id(key: bytes, record_id: str) -> str:
     """How a record id is logged with WORKER_LOG_RECORD_IDS=hashed: the first 16 hex digits of
     HMAC-SHA256(key, id) — the same on every line and every worker sharing the key, so one record
-    can be followed, and not recomputable from a guessed id without the key."""
-    return hmac.new(key, record_id.encode(), hashlib.sha256).hexdigest()[:16]
+    can be followed, and not recomputable from a guessed id without the key. A hashed ledger
+    (AUDIT_RECORD_IDS=hashed) stores the whole HMAC: one function makes both (`log_id`)."""
+    return log_id(key, record_id)
 
 
 # A poison message's reason quotes the value it refused ("got int 42"): a value, maybe an id.

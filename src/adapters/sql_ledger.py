@@ -7,6 +7,7 @@ as the batch it belongs to (the batch that finds a record empty also closes its 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Row, Subquery, and_, func, insert, select, update
 
@@ -14,19 +15,25 @@ from ..domain.model import AttemptRecord, AttemptTotals, JoinedAttempt, RecordId
 from .sql_schema import deletion_attempts, deletion_audit, deletion_requests
 
 
-def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
-    """Register `request` with the running attempt, or open the next one; idempotent by key.
+def join(
+    conn: Connection, record_id: RecordId, request: RequestRef, request_key: str, plan: str | None = None
+) -> JoinedAttempt:
+    """Register `request` with the running attempt, or open the next one (recording the deletion
+    `plan` it runs, as evidence); idempotent by key.
 
     Two joins racing to open the same next attempt collide on its primary key; the caller retries
     the transaction and the loser then joins the winner's attempt. On PostgreSQL the running
     attempt is read `FOR UPDATE`, so a join waits for an attempt being closed and then opens
-    the next one instead of joining one that already finished.
+    the next one instead of joining one that already finished. Either way the transaction ends up
+    holding the attempt's row lock (read FOR UPDATE, or inserted), which the store's first batch
+    in the same transaction relies on to chain its audit row (`SqlRecordStore._chain_tail`).
     """
     a, r = deletion_attempts.c, deletion_requests.c
     known = conn.execute(
         select(r.attempt, a.opened_by, a.state, a.rows_deleted, a.batches, a.reason)
         .join(deletion_attempts, and_(a.record_id == r.record_id, a.attempt == r.attempt))
         .where(r.request_key == request_key)
+        .with_for_update(of=deletion_attempts)
     ).first()
     if known is not None:
         number, opened_by, state, rows, batches, reason = known
@@ -46,7 +53,7 @@ def join(conn: Connection, record_id: RecordId, request: RequestRef, request_key
         running, opened_by = int(last or 0) + 1, request_key
         conn.execute(
             insert(deletion_attempts).values(
-                record_id=record_id.value, attempt=running, state="running", opened_by=opened_by
+                record_id=record_id.value, attempt=running, state="running", opened_by=opened_by, plan=plan
             )
         )
     conn.execute(
@@ -76,19 +83,43 @@ def totals(conn: Connection, record_id: RecordId, attempt: int) -> AttemptTotals
 
 
 def close(
-    conn: Connection, record_id: RecordId, attempt: int, state: str, reason: str | None = None
+    conn: Connection,
+    record_id: RecordId,
+    attempt: int,
+    state: str,
+    reason: str | None = None,
+    final_counts: dict[str, int] | None = None,
+    audit_head: str | None = None,
 ) -> AttemptTotals:
-    """Close a running attempt as `state` (done | failed) with its totals; a closed one stays as it is."""
+    """Close a running attempt as `state` (done | failed) with its totals and its evidence (the
+    record's rows per plan table now, the hash of its last batch); a closed one stays as it is."""
     t = totals(conn, record_id, attempt)
     a = deletion_attempts.c
     conn.execute(
         update(deletion_attempts)
         .where(a.record_id == record_id.value, a.attempt == attempt, a.state == "running")
         .values(
-            state=state, finished_at=func.now(), rows_deleted=t.rows_deleted, batches=t.batches, reason=reason
+            state=state,
+            finished_at=datetime.now(UTC),
+            rows_deleted=t.rows_deleted,
+            batches=t.batches,
+            reason=reason,
+            final_counts=None if final_counts is None else json.dumps(final_counts, separators=(",", ":")),
+            audit_head=audit_head,
         )
     )
     return t
+
+
+def attempt_head(conn: Connection, record_id: RecordId, attempt: int) -> str | None:
+    """The chain hash of the attempt's last audit row (None before its first batch)."""
+    d = deletion_audit.c
+    return conn.execute(
+        select(d.chain_hash)
+        .where(d.record_id == record_id.value, d.attempt == attempt)
+        .order_by(d.id.desc())
+        .limit(1)
+    ).scalar()
 
 
 def _requests_per_attempt() -> Subquery:

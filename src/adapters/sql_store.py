@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import (
     Connection,
@@ -24,9 +25,19 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
 
 from ..domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
-from ..domain.model import AttemptRecord, AttemptTotals, BatchResult, JoinedAttempt, RecordId, RequestRef
-from ..domain.ports import DeletionLedger, RecordInventory, RecordStore
-from . import sql_ledger
+from ..domain.evidence import Delivery, PruneCounts, RecordHistory
+from ..domain.model import (
+    Answer,
+    AttemptRecord,
+    AttemptTotals,
+    BatchResult,
+    JoinedAttempt,
+    RecordId,
+    RequestRef,
+)
+from ..domain.ports import DeletionLedger, EvidenceArchive, RecordInventory, RecordStore
+from . import sql_audit, sql_evidence, sql_ledger, sql_retention
+from .evidence_chain import AuditIdentity, tables_json
 from .sql_errors import translate
 from .sql_schema import deletion_audit, record_rows, records
 
@@ -66,30 +77,49 @@ class DeletionPlan:
         return ",".join(f"{s.table}:{s.key_column}:{s.pk_column}" for s in self.steps)
 
 
-class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
+class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchive):
     """Deletes a record's rows table by table (plan order), at most `batch_size` rows per call,
-    and keeps the ledger of requests and attempts (`sql_ledger`).
+    and keeps the ledger of requests and attempts (`sql_ledger`) and its evidence.
 
-    Each batch is one transaction: the rows and an audit row recording how many went (and for
-    which attempt), so the audit table counts executed batches exactly (a rolled-back batch
-    leaves no audit row). The batch that finds nothing left closes the attempt in that same
-    transaction.
+    Each batch is one transaction: the rows and an audit row recording how many went from which
+    table, for which attempt, by which worker, chained by hash to the record's previous audit row
+    (`evidence_chain`), so the audit table counts executed batches exactly (a rolled-back batch
+    leaves no audit row) and an edit shows. The batch that finds nothing left closes the attempt
+    in that same transaction, with the record's final counts and the chain's head.
+
+    `identity`: the worker's name and the keys of hashed ledger ids and of the chain. The ledger
+    stores `identity.stored_id(id)`; the deletes always use the id itself.
     """
 
     JOIN_TRIES = 5  # joins racing to open the same attempt: the loser retries and joins it
 
-    def __init__(self, engine: Engine, plan: DeletionPlan, *, audit: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        plan: DeletionPlan,
+        *,
+        audit: bool = True,
+        identity: AuditIdentity | None = None,
+    ) -> None:
         self._engine = engine
         self._plan = plan
         self._audit = audit
+        self._identity = identity or AuditIdentity()
         self._validated = False
         self._lock = threading.Lock()
+
+    def _ledger(self, record_id: RecordId) -> RecordId:
+        """The record as the ledger names it (the HMAC of its id when ledger ids are hashed)."""
+        stored = self._identity.stored_id(record_id.value)
+        return record_id if stored == record_id.value else RecordId(stored)
 
     def join_attempt(self, record_id: RecordId, request: RequestRef, request_key: str) -> JoinedAttempt:
         for attempt in range(self.JOIN_TRIES):
             try:
                 with self._engine.begin() as conn:
-                    return sql_ledger.join(conn, record_id, request, request_key)
+                    return sql_ledger.join(
+                        conn, self._ledger(record_id), request, request_key, str(self._plan)
+                    )
             except IntegrityError:
                 if attempt == self.JOIN_TRIES - 1:
                     raise RecordStoreUnavailable(
@@ -100,16 +130,66 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
         raise AssertionError("unreachable")
 
     def fail_attempt(self, record_id: RecordId, attempt: int, reason: str) -> AttemptTotals:
+        counts = self._final_counts(record_id)
+        ledger = self._ledger(record_id)
         try:
             with self._engine.begin() as conn:
-                return sql_ledger.close(conn, record_id, attempt, "failed", reason)
+                head = sql_ledger.attempt_head(conn, ledger, attempt)
+                return sql_ledger.close(conn, ledger, attempt, "failed", reason, counts, head)
         except SQLAlchemyError as exc:
             raise translate(exc, "closing a failed deletion attempt") from exc
+
+    def _final_counts(self, record_id: RecordId) -> dict[str, int] | None:
+        """The record's rows per plan table, for a failed attempt's evidence: counted just before
+        the closing transaction (in a transaction of their own, so that a count that fails — the
+        failure may be a table the plan names and the database lacks — leaves them None instead of
+        keeping the attempt from closing)."""
+        try:
+            with self._engine.connect() as conn:
+                return {
+                    step.table: int(conn.execute(count, {"key": record_id.value}).scalar_one())
+                    for step, count in zip(self._plan.steps, self._counts, strict=True)
+                }
+        except SQLAlchemyError:
+            return None
+
+    def record_answer(self, answer: Answer, delivery: Delivery) -> None:
+        stored = self._ledger(answer.record_id).value
+        try:
+            with self._engine.begin() as conn:
+                sql_audit.write_answer(conn, self._identity, stored, answer, delivery)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "recording an answer's coordinates") from exc
+
+    def history(self, record_id: RecordId) -> RecordHistory | None:
+        return self.history_of_stored(self._ledger(record_id).value)
+
+    def history_of_stored(self, stored_id: str) -> RecordHistory | None:
+        """`history` by the id as the ledger stores it (a hashed ledger's 64 hex digits)."""
+        try:
+            with self._engine.connect() as conn:
+                return sql_evidence.record_history(conn, stored_id, chain_key=self._identity.chain_key)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "reading the deletion evidence") from exc
+
+    def stored_ids_starting(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ledger ids that start with `prefix` (a hashed id as the logs show it: 16 hex digits)."""
+        try:
+            with self._engine.connect() as conn:
+                return sql_evidence.stored_ids_starting(conn, prefix, limit)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "reading the deletion ledger") from exc
+
+    def prune(self, finished_before: datetime, *, dry_run: bool) -> PruneCounts:
+        try:
+            return sql_retention.prune(self._engine, finished_before, dry_run=dry_run)
+        except SQLAlchemyError as exc:
+            raise translate(exc, "pruning the deletion evidence") from exc
 
     def attempts(self, record_id: RecordId) -> list[AttemptRecord]:
         try:
             with self._engine.connect() as conn:
-                return sql_ledger.attempts(conn, record_id)
+                return sql_ledger.attempts(conn, self._ledger(record_id))
         except SQLAlchemyError as exc:
             raise translate(exc, "reading the deletion ledger") from exc
 
@@ -129,11 +209,11 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
         try:
             self._validate_plan()
             with self._engine.begin() as conn:
-                joined = sql_ledger.join(conn, record_id, request, request_key)
+                joined = sql_ledger.join(conn, self._ledger(record_id), request, request_key, str(self._plan))
                 if joined.opened_by != request_key or joined.state != "running":
                     return joined, None
                 doing = ["deleting"]
-                return joined, self._batch(conn, record_id, batch_size, joined.number, doing)
+                return joined, self._batch(conn, record_id, batch_size, joined.number, doing, locked=True)
         except (SQLAlchemyError, DeletionPlanInvalid):
             return self.join_attempt(record_id, request, request_key), None
 
@@ -147,19 +227,53 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
             raise translate(exc, doing[0]) from exc
 
     def _batch(
-        self, conn: Connection, record_id: RecordId, batch_size: int, attempt: int, doing: list[str]
+        self,
+        conn: Connection,
+        record_id: RecordId,
+        batch_size: int,
+        attempt: int,
+        doing: list[str],
+        *,
+        locked: bool = False,
     ) -> BatchResult:
-        """One batch inside the caller's transaction; `doing[0]` says what it was doing last."""
+        """One batch inside the caller's transaction; `doing[0]` says what it was doing last.
+        `locked`: the transaction holds the attempt's row lock already (the join took it)."""
         key = record_id.value
+        ledger = self._ledger(record_id)
+        doing[0] = "reading the deletion audit"
+        previous = sql_audit.chain_tail(conn, ledger.value, attempt, locked=locked) if self._audit else ""
+        per_table, more = self._delete_rows(conn, key, batch_size, doing)
+        deleted = sum(per_table)
+        doing[0] = "writing the deletion audit"
+        head = None
+        if self._audit:
+            tables = tables_json(zip((s.table for s in self._plan.steps), per_table, strict=True))
+            head = sql_audit.write_batch(
+                conn, self._identity, ledger.value, attempt, deleted, tables, previous
+            )
+        if more:
+            return BatchResult(deleted=deleted, more=True)
+        # Every plan table's "rows left?" probe found none in this transaction: the final counts.
+        final = dict.fromkeys((s.table for s in self._plan.steps), 0)
+        totals = sql_ledger.close(conn, ledger, attempt, "done", None, final, head)
+        return BatchResult(deleted=deleted, more=False, totals=totals)
+
+    def _delete_rows(
+        self, conn: Connection, key: str, batch_size: int, doing: list[str]
+    ) -> tuple[list[int], bool]:
+        """Up to `batch_size` of the record's rows, table by table in plan order: the rows deleted
+        per plan table, and whether any remain."""
         budget = batch_size
         more = False
+        per_table = [0] * len(self._statements)
         last = len(self._statements) - 1
         for i, (step, (delete_rows, rows_left)) in enumerate(
             zip(self._plan.steps, self._statements, strict=True)
         ):
             doing[0] = f"deleting from {step.table}"
             result = conn.execute(delete_rows, {"key": key, "n": budget})
-            budget -= max(result.rowcount, 0)
+            per_table[i] = max(result.rowcount, 0)
+            budget -= per_table[i]
             if budget == 0 and i < last:
                 # A full batch before the plan's last table: that table's rows (the parent) are
                 # still there, so there is more. No probe needed.
@@ -171,12 +285,7 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
                 # parent is never purged before its children.
                 more = True
                 break
-        deleted = batch_size - budget
-        doing[0] = "writing the deletion audit"
-        if self._audit:
-            conn.execute(self._audit_insert, {"record_id": key, "rows_deleted": deleted, "attempt": attempt})
-        totals = None if more else sql_ledger.close(conn, record_id, attempt, "done")
-        return BatchResult(deleted=deleted, more=more, totals=totals)
+        return per_table, more
 
     @functools.cached_property
     def _statements(self) -> tuple[tuple[Executable, Executable], ...]:
@@ -198,12 +307,13 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
         return tuple(out)
 
     @functools.cached_property
-    def _audit_insert(self) -> Executable:
-        return insert(deletion_audit).values(
-            record_id=bindparam("record_id"),
-            rows_deleted=bindparam("rows_deleted"),
-            attempt=bindparam("attempt"),
-        )
+    def _counts(self) -> tuple[Executable, ...]:
+        """Per plan table: how many rows of the record it holds (a failed attempt's final counts)."""
+        out = []
+        for step in self._plan.steps:
+            t = table(step.table, column(step.key_column))
+            out.append(select(func.count()).select_from(t).where(t.c[step.key_column] == bindparam("key")))
+        return tuple(out)
 
     def plan_problems(self) -> tuple[list[str], list[str]]:
         """What keeps the deletion plan from working (errors), and what makes it slow (warnings)."""
@@ -268,11 +378,8 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
         total = 0
         try:
             with self._engine.connect() as conn:
-                for step in self._plan.steps:
-                    t = table(step.table, column(step.key_column))
-                    total += conn.execute(
-                        select(func.count()).select_from(t).where(t.c[step.key_column] == record_id.value)
-                    ).scalar_one()
+                for count in self._counts:
+                    total += conn.execute(count, {"key": record_id.value}).scalar_one()
         except SQLAlchemyError as exc:
             raise translate(exc, "counting the record's rows") from exc
         return total
@@ -283,6 +390,6 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger):
                 conn.execute(
                     select(func.count())
                     .select_from(deletion_audit)
-                    .where(deletion_audit.c.record_id == record_id.value)
+                    .where(deletion_audit.c.record_id == self._ledger(record_id).value)
                 ).scalar_one()
             )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Protocol
 
+from .evidence import Delivery, PruneCounts, RecordHistory
 from .messages import OutboundMessage
 from .model import (
     Answer,
@@ -51,6 +53,10 @@ class RecordStore(Protocol):
         with `delete_batch`, and meets any trouble there. The ledger ends up the same either way."""
         return self.join_attempt(record_id, request, request_key), None
 
+    def record_answer(self, answer: Answer, delivery: Delivery) -> None:
+        """Keep the coordinates of an answer the broker confirmed, as evidence (idempotent enough:
+        a re-published answer is a second row). A store that keeps no evidence does nothing."""
+
 
 class DeletionLedger(Protocol):
     """Reads the ledger of requests and attempts (status, list, retry)."""
@@ -58,6 +64,21 @@ class DeletionLedger(Protocol):
     def attempts(self, record_id: RecordId) -> list[AttemptRecord]: ...
 
     def latest_attempts(self, state: str | None, limit: int) -> list[AttemptRecord]: ...
+
+
+class EvidenceArchive(Protocol):
+    """Reads the evidence of a record's deletions (`evidence`, the dashboard) and prunes old
+    evidence (`audit prune`)."""
+
+    def history(self, record_id: RecordId) -> RecordHistory | None:
+        """Every attempt of the record with its requests, batches, final counts and answers, and the
+        audit chain checked; None when the record was never requested."""
+        ...
+
+    def prune(self, finished_before: datetime, *, dry_run: bool) -> PruneCounts:
+        """Remove closed attempts finished before the cutoff with their batches, requests and
+        answers (never a running attempt); return what was (or would be) removed."""
+        ...
 
 
 class RecordInventory(Protocol):
@@ -71,10 +92,10 @@ class RecordInventory(Protocol):
 
 
 class CompletionPublisher(Protocol):
-    """Publishes the answer to a request (completion or failure topic); returns only once the
-    broker confirmed the write, raises PublishFailed otherwise."""
+    """Publishes the answer to a request (completion or failure topic); returns where the broker
+    confirmed the write, raises PublishFailed otherwise."""
 
-    def publish(self, answer: Answer) -> None: ...
+    def publish(self, answer: Answer) -> Delivery: ...
 
 
 class RequestSource(Protocol):
@@ -102,10 +123,10 @@ class RequestSource(Protocol):
 
 
 class TopicWriter(Protocol):
-    """Writes one message to a topic; returns once the broker confirmed it, raises BrokerUnavailable
+    """Writes one message to a topic; returns where the broker confirmed it, raises BrokerUnavailable
     (MessageTooLarge for a message the broker refuses by size) otherwise."""
 
-    def write(self, topic: str, message: OutboundMessage) -> None: ...
+    def write(self, topic: str, message: OutboundMessage) -> Delivery: ...
 
 
 class DeadLetterSink(Protocol):

@@ -8,6 +8,7 @@ the same.
 from __future__ import annotations
 
 from .errors import BrokerUnavailable, MessageTooLarge, PublishFailed
+from .evidence import Delivery
 from .messages import OutboundMessage, encode_answer
 from .model import Answer
 from .ports import CompletionPublisher, DeadLetterSink, TopicWriter
@@ -21,10 +22,10 @@ class TopicCompletionPublisher(CompletionPublisher):
         self._completion_topic = completion_topic
         self._failure_topic = failure_topic
 
-    def publish(self, answer: Answer) -> None:
+    def publish(self, answer: Answer) -> Delivery:
         topic = self._completion_topic if answer.deleted else self._failure_topic
         try:
-            self._writer.write(topic, encode_answer(answer))
+            return self._writer.write(topic, encode_answer(answer))
         except BrokerUnavailable as exc:
             raise PublishFailed(str(exc)) from exc
 

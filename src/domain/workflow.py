@@ -39,8 +39,9 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import PERMANENT_ERRORS, DomainError
+from .errors import PERMANENT_ERRORS, DomainError, RecordStoreUnavailable
 from .events import Events
+from .evidence import Delivery
 from .model import (
     Answer,
     AttemptTotals,
@@ -232,13 +233,15 @@ def publish_answer(
     totals: list[int],
     failure: str | None,
 ) -> None:
-    """Step: publish this request's one answer; returns once the broker confirmed it."""
+    """Step: publish this request's one answer; returns once the broker confirmed it and its
+    coordinates are recorded (`_record_answer`: the answer is published once per run of the step)."""
     p = ports(ctx)
     ref = _request(*request)
     answer = Answer(
         RecordId(record_id), ref, attempt, AttemptTotals(totals[0], totals[1]), ref.key(p.namespace), failure
     )
-    p.publisher.publish(answer)
+    delivery = p.publisher.publish(answer)
+    _record_answer(p, answer, delivery)
     p.events.emit(
         "completion_published" if failure is None else "failure_published",
         record_id=record_id,
@@ -248,6 +251,30 @@ def publish_answer(
         rows=totals[0],
         batches=totals[1],
         **({} if failure is None else {"error": failure}),
+    )
+
+
+ANSWER_RECORD_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # about 19 s, then the evidence lacks the row
+
+
+def _record_answer(p: WorkflowPorts, answer: Answer, delivery: Delivery) -> None:
+    """Keep where the answer landed. The answer is already out: recording must never make the step
+    fail (its retry would publish it again), so a transient store error is retried here, briefly,
+    and anything else, or an outage that outlasts the retries, only leaves the row out (logged)."""
+    for delay in (*ANSWER_RECORD_DELAYS, None):
+        try:
+            p.store.record_answer(answer, delivery)
+            return
+        except RecordStoreUnavailable as exc:
+            if delay is None:
+                error = _log_text(exc)
+                break
+            time.sleep(delay)
+        except Exception as exc:
+            error = _log_text(exc)
+            break
+    p.events.emit(
+        "answer_not_recorded", record_id=answer.record_id.value, attempt=answer.attempt, error=error
     )
 
 

@@ -27,9 +27,9 @@ def bootstrap[C: containers.DeclarativeContainer](
         else KafkaBroker(settings=settings.broker, properties=settings.broker_properties)
     )
     database = (
-        MemoryDatabase(settings=settings.database)
+        MemoryDatabase(settings=settings.database, identity=settings.identity)
         if settings.database.kind == "memory"
-        else SqlDatabase(settings=settings.database)
+        else SqlDatabase(settings=settings.database, identity=settings.identity)
     )
     container = entrypoint(settings=settings, broker=broker, database=database)
     for name, value in overrides.items():

@@ -27,7 +27,7 @@ from .settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-NEEDS_DATABASE = ("worker", "seed", "status", "list", "retry", "check", "db")
+NEEDS_DATABASE = ("worker", "seed", "status", "list", "retry", "check", "db", "evidence", "audit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="record-deleter",
         description="Consume deletion requests from Kafka/Redpanda and run one durable Resonate workflow per "
         "record that deletes its rows batch by batch, then publishes a completion. Settings come from "
-        "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*) and an optional TOML "
-        "file; see README.md.",
+        "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*, AUDIT_*) and an "
+        "optional TOML file; see README.md.",
     )
     p.add_argument("--version", action="version", version=f"record-deleter {__version__}")
     p.add_argument(
@@ -103,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
         help="verify the schema, the deletion plan, the topics and the Resonate server (as `worker` does)",
     )
 
+    evidence = sub.add_parser(
+        "evidence",
+        help="a record's requests, attempts, batches, final counts and answers, and its audit chain "
+        "checked (exit 0 intact, 1 broken, 2 bad id, 4 never requested)",
+    )
+    evidence.add_argument(
+        "record_id", help="the record id (with AUDIT_RECORD_IDS=hashed also its HMAC: 16 or 64 hex digits)"
+    )
+    evidence.add_argument("--format", choices=("md", "json"), default="md")
+
     for name, command in sub.choices.items():  # `record-deleter COMMAND --help` says what it does
         command.description = next(a.help for a in sub._choices_actions if a.dest == name)
     db = sub.add_parser(
@@ -111,6 +121,21 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="apply migrations up to REVISION (default: head)")
     up.add_argument("revision", nargs="?", default="head")
+    audit = sub.add_parser(
+        "audit", help="the deletion evidence", description="the deletion evidence kept in the ledger"
+    )
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    prune = audit_sub.add_parser(
+        "prune",
+        help="remove closed attempts finished before the retention period, with their batches, requests "
+        "and answers (never a running attempt); run it daily",
+        description="remove closed attempts finished before the retention period, with their batches, "
+        "requests and answers (never a running attempt); run it daily",
+    )
+    prune.add_argument(
+        "--older-than", type=int, metavar="DAYS", help="retention in days (default: AUDIT_RETENTION_DAYS)"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count what would go, remove nothing")
     config = sub.add_parser(
         "config", help="the settings in effect", description="the settings in effect (secrets masked)"
     )
@@ -138,8 +163,10 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
             raise SettingsError(f"invalid argument --rows = {args.rows}: must be 0 or more")
     if args.command == "list":
         _positive("--limit", args.limit)
-    if args.command in ("status", "retry"):
+    if args.command in ("status", "retry", "evidence"):
         RecordId(args.record_id)
+    if args.command == "audit" and args.older_than is not None:
+        _positive("--older-than", args.older_than)
     if args.command in ("worker", "produce", "setup-topics") and settings.broker.kind == "memory":
         raise SettingsError(
             f"BROKER_KIND=memory is an in-process broker that only 'demo' can use: '{args.command}' "
@@ -248,6 +275,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return commands.db_upgrade(args, settings)
         case "config":
             return commands.config_show(settings)
+        case "evidence":
+            return commands.evidence(args, settings)
+        case "audit":
+            return commands.audit_prune(args, settings)
     return EXIT_USAGE
 
 

@@ -1,5 +1,5 @@
 """The operator commands: produce, setup-topics, seed, status, list, retry, check, db upgrade,
-config show.
+config show, evidence, audit prune.
 
 Each takes the parsed arguments and the settings, builds its container through `bootstrap` and
 returns the exit code.
@@ -12,13 +12,19 @@ import json
 import logging
 import math
 import random
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..adapters.sql_store import SqlRecordStore
+from ..domain.errors import InvalidRecordId
+from ..domain.evidence import RecordHistory
 from ..domain.messages import encode_request
 from ..domain.model import AttemptRecord, RecordId
 from .bootstrap import bootstrap
 from .containers import AdminContainer, ProducerContainer
+from .evidence_report import as_json, as_markdown
 from .preflight import group_session, run_checks
 from .progress import Progress
 from .settings import Settings, effective_settings
@@ -26,6 +32,9 @@ from .settings import Settings, effective_settings
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_CHAIN_BROKEN = 1  # `evidence`: the audit chain does not verify
+EXIT_NEVER_REQUESTED = 4  # `evidence`: the ledger holds nothing about the record
+_HEX = re.compile(r"[0-9a-f]{16}|[0-9a-f]{64}")
 RETRY_HEADER = "record-deleter-retry-of"
 
 
@@ -232,4 +241,55 @@ def config_show(settings: Settings) -> int:
     """Every setting in effect, `ENV_NAME=value` a line; secrets as `***`, unset ones empty."""
     for name, value in effective_settings(settings):
         print(f"{name}={value}")
+    return EXIT_OK
+
+
+def evidence(args: argparse.Namespace, settings: Settings) -> int:
+    """A record's requests, attempts, batches, final counts and answers, and its audit chain
+    checked: exit 0 intact, 1 broken, 4 never requested (2: a bad id, refused before)."""
+    container = bootstrap(AdminContainer, settings)
+    try:
+        history = _find_history(container.record_store(), args.record_id, settings)
+    except InvalidRecordId as exc:  # an ambiguous hash prefix: a bad id (2), not a broken chain (1)
+        print(f"record-deleter: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        container.shutdown_resources()
+    if history is None:
+        print(f"record-deleter: record {args.record_id!r} was never requested (nothing in the ledger)")
+        return EXIT_NEVER_REQUESTED
+    print(as_json(history) if args.format == "json" else as_markdown(history))
+    return EXIT_OK if history.chain.intact else EXIT_CHAIN_BROKEN
+
+
+def _find_history(store: Any, given: str, settings: Settings) -> RecordHistory | None:
+    """The id as given (hashed first when the ledger hashes ids); with a hashed ledger also its
+    HMAC as the ledger (64 hex digits) or a log line (the first 16) shows it."""
+    found: RecordHistory | None = store.history(RecordId(given))
+    hashed = settings.audit.record_ids == "hashed"
+    if found is not None or not hashed or not _HEX.fullmatch(given) or not isinstance(store, SqlRecordStore):
+        return found
+    if len(given) == 64:
+        return store.history_of_stored(given)
+    matches = store.stored_ids_starting(given)
+    if len(matches) > 1:
+        raise InvalidRecordId(f"{given} starts more than one hashed id; give all 64 hex digits")
+    return store.history_of_stored(matches[0]) if matches else None
+
+
+def audit_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Remove closed attempts finished more than --older-than days ago (AUDIT_RETENTION_DAYS),
+    with their batches, requests and answers; print what went."""
+    days = args.older_than if args.older_than is not None else settings.audit.retention_days
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    container = bootstrap(AdminContainer, settings)
+    try:
+        counts = container.record_store().prune(cutoff, dry_run=args.dry_run)
+    finally:
+        container.shutdown_resources()
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{verb} {counts.attempts} attempts finished before {cutoff.isoformat(timespec='seconds')} "
+        f"({days} days): {counts.batches} batches, {counts.requests} requests, {counts.answers} answers"
+    )
     return EXIT_OK

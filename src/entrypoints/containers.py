@@ -19,6 +19,7 @@ from typing import Any
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
+from ..adapters.evidence_chain import AuditIdentity
 from ..adapters.kafka import (
     KafkaClientConfig,
     KafkaRequestProducer,
@@ -143,6 +144,7 @@ class SqlDatabase(containers.DeclarativeContainer):
     """SQLite or PostgreSQL through SQLAlchemy."""
 
     settings = providers.Dependency(instance_of=DatabaseSettings)
+    identity = providers.Dependency(instance_of=AuditIdentity, default=AuditIdentity())
     engine = providers.Resource(
         _engine,
         url=settings.provided.url_value,
@@ -151,7 +153,7 @@ class SqlDatabase(containers.DeclarativeContainer):
         lock_timeout=settings.provided.lock_timeout_seconds,
     )
     plan = providers.Singleton(DeletionPlan.parse, settings.provided.deletion_plan)
-    record_store = providers.Singleton(SqlRecordStore, engine=engine, plan=plan)
+    record_store = providers.Singleton(SqlRecordStore, engine=engine, plan=plan, identity=identity)
     create_demo_tables = providers.Callable(create_demo_tables, engine)
 
 
@@ -159,7 +161,10 @@ class MemoryDatabase(containers.DeclarativeContainer):
     """Rows counted in memory: same provider names as `SqlDatabase` where it matters."""
 
     settings = providers.Dependency(instance_of=DatabaseSettings)
-    record_store = providers.Singleton(InMemoryRecordStore, seconds_per_row=settings.provided.seconds_per_row)
+    identity = providers.Dependency(instance_of=AuditIdentity, default=AuditIdentity())
+    record_store = providers.Singleton(
+        InMemoryRecordStore, seconds_per_row=settings.provided.seconds_per_row, identity=identity
+    )
     create_demo_tables: providers.Provider[None] = providers.Object(None)  # nothing to create
 
 

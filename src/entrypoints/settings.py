@@ -1,7 +1,7 @@
 """Typed settings, validated at start-up from environment variables and an optional TOML file.
 
 Each concern has its own model and environment prefix (BROKER_, DATABASE_, RESONATE_,
-WORKFLOW_, WORKER_). A TOML file (`--config FILE` or RECORD_DELETER_CONFIG) may hold the same
+WORKFLOW_, WORKER_, AUDIT_). A TOML file (`--config FILE` or RECORD_DELETER_CONFIG) may hold the same
 keys in sections [broker], [database], ...; environment variables win over the file.
 
 Any setting can also come from a file, as container platforms mount secrets: `NAME_FILE` (e.g.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from ..adapters.evidence_chain import AuditIdentity
 from ..adapters.kafka import property_problem
 from ..adapters.sql_schema import DEMO_DELETION_PLAN
 from ..adapters.sql_store import DeletionPlan
@@ -229,6 +231,16 @@ def check_broker(broker: BrokerSettings) -> None:
         )
 
 
+def check_audit(audit: AuditSettings, worker: WorkerSettings) -> None:
+    """Hashed ledger ids need the key the logs hash them with (one key: a log line and the ledger
+    show the same HMAC)."""
+    if audit.record_ids == "hashed" and not (worker.log_hash_key and worker.log_hash_key.get_secret_value()):
+        raise SettingsError(
+            "invalid audit settings: AUDIT_RECORD_IDS=hashed needs WORKER_LOG_HASH_KEY (or "
+            "WORKER_LOG_HASH_KEY_FILE): the ledger stores HMAC-SHA256 of each id with that key"
+        )
+
+
 class DatabaseSettings(_Concern):
     model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="forbid")
 
@@ -388,6 +400,8 @@ class WorkerSettings(_Concern):
     # operator can follow one record without the log holding it.
     log_record_ids: Literal["clear", "hashed"] = "clear"
     log_hash_key: SecretStr | None = None
+    # Who committed each batch and published each answer, in the evidence. Unset: <hostname>:<pid>.
+    name: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _hash_key(self) -> WorkerSettings:
@@ -415,6 +429,24 @@ class WorkerSettings(_Concern):
             return None
         return self.log_hash_key.get_secret_value().encode()
 
+    @property
+    def identity(self) -> str:
+        """This process's name in the evidence."""
+        return self.name or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class AuditSettings(_Concern):
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="forbid")
+
+    # What `audit prune` keeps by default: closed attempts finished within this many days.
+    retention_days: int = Field(default=365, ge=1, le=36_500)
+    # `hashed`: every ledger table (attempts, requests, audit, answers) stores HMAC-SHA256 of the
+    # record id with WORKER_LOG_HASH_KEY (64 hex digits; the logs show its first 16) instead of the
+    # id. The deletes still use the id. Commands take the id and hash it.
+    record_ids: Literal["clear", "hashed"] = "clear"
+    # Makes the audit chain an HMAC: without it the chain detects an edit, not a recomputed chain.
+    chain_key: SecretStr | None = None
+
 
 class Settings(BaseModel):
     broker: BrokerSettings
@@ -424,6 +456,18 @@ class Settings(BaseModel):
     resonate: ResonateSettings
     workflow: WorkflowSettings
     worker: WorkerSettings
+    audit: AuditSettings
+
+    @property
+    def identity(self) -> AuditIdentity:
+        """Who writes the evidence and with which keys (the record stores' `identity`)."""
+        key = self.worker.log_hash_key
+        chain = self.audit.chain_key.get_secret_value() if self.audit.chain_key else ""
+        return AuditIdentity(
+            worker=self.worker.identity,
+            ledger_key=key.get_secret_value().encode() if key and self.audit.record_ids == "hashed" else None,
+            chain_key=chain.encode() or None,
+        )
 
 
 _CONCERNS: dict[str, type[_Concern]] = {
@@ -432,6 +476,7 @@ _CONCERNS: dict[str, type[_Concern]] = {
     "resonate": ResonateSettings,
     "workflow": WorkflowSettings,
     "worker": WorkerSettings,
+    "audit": AuditSettings,
 }
 
 
@@ -447,6 +492,7 @@ SECRET_SETTINGS = frozenset(
         "BROKER_SSL_KEY_PASSWORD",
         "RESONATE_PASSWORD",
         "WORKER_LOG_HASH_KEY",
+        "AUDIT_CHAIN_KEY",
     }
 )
 FILE_SUFFIX = "_FILE"
@@ -536,6 +582,7 @@ def load_settings(
             raise SettingsError(f"invalid {name} setting: {_masked_text(str(exc))}") from None
         values[name] = concern
     check_broker(values["broker"])
+    check_audit(values["audit"], values["worker"])
     properties = librdkafka_properties(values["broker"], os.environ)
     return Settings(**values, broker_properties=properties)
 

@@ -27,6 +27,8 @@ class ReadMessage:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    partition: int = 0
+    offset: int = 0
 
 
 class TopicReader(Protocol):
@@ -55,7 +57,9 @@ class InMemoryTopicReader:
         self._broker = broker
 
     def read(self, topic: str, expect: int, timeout: float = 30.0) -> list[ReadMessage]:
-        return [ReadMessage(m.key, m.value, dict(m.headers)) for _, m in self._broker.messages(topic)]
+        return [
+            ReadMessage(m.key, m.value, dict(m.headers), p, m.offset) for p, m in self._broker.messages(topic)
+        ]
 
 
 @contextmanager
@@ -76,7 +80,7 @@ class KafkaTopicReader:
         from tests.harness import read_topic
 
         return [
-            ReadMessage(m.key, m.value, m.headers)
+            ReadMessage(m.key, m.value, m.headers, m.partition, m.offset)
             for m in read_topic(self._bootstrap, topic, expect=expect, timeout=timeout)
         ]
 
@@ -154,6 +158,25 @@ def test_publish_puts_one_completion_in_the_reference_format(subject: PublisherU
         "idempotency-key": f"rd:req:contract:{REQUEST_TOPIC}:1:42:1700000000042".encode(),
     }
     assert subject.reader.read(subject.failure_topic, expect=0, timeout=0) == []
+
+
+def test_publish_returns_where_the_broker_put_each_answer(subject: PublisherUnderTest) -> None:
+    """The coordinates the evidence records are the ones a consumer reads the answer at."""
+    deliveries = {
+        record: subject.publisher.publish(answer(record, n)) for n, record in enumerate(["a-1", "b-2", "c-3"])
+    }
+
+    read = subject.reader.read(subject.completion_topic, expect=3)
+    assert {(m.key or b"").decode(): (subject.completion_topic, m.partition, m.offset) for m in read} == {
+        record: (d.topic, d.partition, d.offset) for record, d in deliveries.items()
+    }
+    failed = subject.publisher.publish(answer("d-4", 9, failure="DeletionRejected: refused"))
+    [message] = subject.reader.read(subject.failure_topic, expect=1)
+    assert (failed.topic, failed.partition, failed.offset) == (
+        subject.failure_topic,
+        message.partition,
+        message.offset,
+    )
 
 
 def test_a_failed_answer_goes_to_the_failure_topic_with_its_reason(subject: PublisherUnderTest) -> None:

@@ -16,13 +16,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from record_deleter.adapters.evidence_chain import AuditIdentity
 from record_deleter.adapters.memory_store import InMemoryRecordStore
 from record_deleter.adapters.sql_migrations import prepare_demo_database
 from record_deleter.adapters.sql_store import DeletionPlan, PlanStep, SqlRecordStore
 from record_deleter.domain.errors import DeletionPlanInvalid
-from record_deleter.domain.model import AttemptTotals, BatchResult, RecordId, RequestRef
+from record_deleter.domain.evidence import Delivery, RecordHistory
+from record_deleter.domain.model import Answer, AttemptTotals, BatchResult, RecordId, RequestRef
 from tests import builders
 from tests.conftest import service_endpoint
+
+IDENTITY = AuditIdentity(worker="contract-worker")
 
 
 @dataclass
@@ -75,10 +79,10 @@ POSTGRES = pytest.param("postgres", marks=pytest.mark.integration)
 @pytest.fixture(params=[MEMORY, SQLITE, POSTGRES])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
     if request.param == "memory":
-        yield Subject(InMemoryRecordStore())
+        yield Subject(InMemoryRecordStore(identity=IDENTITY))
         return
     for engine in _engine_for(request.param, tmp_path):
-        yield Subject(builders.sql_store(engine), engine)
+        yield Subject(builders.sql_store(engine, identity=IDENTITY), engine)
 
 
 @pytest.fixture(params=[SQLITE, POSTGRES])
@@ -176,6 +180,7 @@ def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> N
     rid = new_id("raced")
     store.add_record(rid, 300)
     before = store.count_rows(rid)
+    store.join_attempt(rid, *request(1))
     results: list[BatchResult] = []
     left_when_done: list[int] = []
     errors: list[BaseException] = []
@@ -208,6 +213,10 @@ def test_concurrent_batches_never_delete_more_than_exists(subject: Subject) -> N
     assert store.count_rows(rid) == 0
     assert left_when_done == [0, 0, 0, 0], "more=False was reported while rows remained"
     assert store.batches_done(rid) == len(results)
+    chain = history_of(store, rid).chain
+    assert (chain.intact, chain.batches) == (True, len(results)), (
+        "the racing batches took turns: one linear chain (the attempt's row lock on PostgreSQL)"
+    )
 
 
 # --- the ledger: one attempt at a time per record, one row per distinct request -------------------
@@ -272,6 +281,79 @@ def test_a_failed_attempt_keeps_its_reason_and_the_next_request_opens_a_new_one(
         (a.record_id, a.state) for a in store.latest_attempts("done", 1000) if a.record_id == rid.value
     ] == [(rid.value, "done")]
     assert all(a.record_id != rid.value for a in store.latest_attempts("failed", 1000))
+
+
+# --- the evidence: what each batch deleted where, by whom; final counts; answers ------------------
+
+
+def history_of(store: InMemoryRecordStore | SqlRecordStore, rid: RecordId) -> RecordHistory:
+    found = store.history(rid)
+    assert found is not None, "the record was requested: the ledger has its history"
+    return found
+
+
+def test_every_batch_carries_its_tables_and_worker_and_the_closing_one_final_counts_of_0(
+    subject: Subject,
+) -> None:
+    store = subject.store
+    rid = new_id("evidence")
+    store.add_record(rid, 9)
+    rows = store.count_rows(rid)
+    ref, key = request(1)
+    attempt = store.join_attempt(rid, ref, key).number
+    results = drain(lambda: store.delete_batch(rid, 4, attempt))
+
+    [a] = history_of(store, rid).attempts
+    assert [b.rows_deleted for b in a.batch_rows] == [r.deleted for r in results]
+    assert all(b.tables and sum(b.tables.values()) == b.rows_deleted for b in a.batch_rows), (
+        "each batch's table breakdown adds up to its rows"
+    )
+    assert {b.worker for b in a.batch_rows} == {"contract-worker"}
+    assert sum(b.rows_deleted for b in a.batch_rows) == rows
+    assert a.final_counts is not None
+    assert set(a.final_counts) == set(a.batch_rows[0].tables or {}), "a count for every plan table"
+    assert set(a.final_counts.values()) == {0}, "nothing of the record left when it closed"
+    assert a.audit_head == a.batch_rows[-1].chain_hash
+    assert [(r.topic, r.partition, r.offset) for r in a.requests] == [(ref.topic, ref.partition, ref.offset)]
+    assert history_of(store, rid).chain.intact
+
+
+def test_a_failed_attempt_records_what_was_left_and_its_last_batch(subject: Subject) -> None:
+    store = subject.store
+    rid = new_id("evidence-failed")
+    store.add_record(rid, 9)
+    ref, key = request(1)
+    attempt = store.join_attempt(rid, ref, key).number
+    store.delete_batch(rid, 4, attempt)
+    store.fail_attempt(rid, attempt, "DeletionRejected: refused")
+
+    [a] = history_of(store, rid).attempts
+    assert a.final_counts is not None
+    assert sum(a.final_counts.values()) == store.count_rows(rid) > 0
+    assert a.audit_head == a.batch_rows[-1].chain_hash
+
+
+def test_an_answers_coordinates_are_kept_per_answer(subject: Subject) -> None:
+    store = subject.store
+    rid = new_id("answered")
+    store.add_record(rid, 2)
+    ref, key = request(1)
+    attempt = store.join_attempt(rid, ref, key).number
+    totals = drain(lambda: store.delete_batch(rid, 10, attempt))[-1].totals or AttemptTotals(0, 0)
+    answer = Answer(rid, ref, attempt, totals, key)
+
+    store.record_answer(answer, Delivery("done-topic", 2, 41))
+    store.record_answer(answer, Delivery("done-topic", 2, 42))  # re-published after a crash
+
+    [a] = history_of(store, rid).attempts
+    assert [(x.outcome, x.topic, x.partition, x.offset, x.worker, x.request_key) for x in a.answers] == [
+        ("deleted", "done-topic", 2, 41, "contract-worker", key),
+        ("deleted", "done-topic", 2, 42, "contract-worker", key),
+    ]
+
+
+def test_a_record_never_requested_has_no_history(subject: Subject) -> None:
+    assert subject.store.history(new_id("never")) is None
 
 
 def test_a_replayed_join_learns_how_its_attempt_closed(subject: Subject) -> None:

@@ -14,6 +14,7 @@ import sys
 
 from dependency_injector import providers
 
+from record_deleter.domain.evidence import Delivery
 from record_deleter.domain.model import Answer
 from record_deleter.domain.ports import CompletionPublisher
 from record_deleter.entrypoints.bootstrap import bootstrap
@@ -29,13 +30,14 @@ class DieAfterPublish(CompletionPublisher):
     def __init__(self, delegate: CompletionPublisher) -> None:
         self._delegate = delegate
 
-    def publish(self, answer: Answer) -> None:
-        self._delegate.publish(answer)
+    def publish(self, answer: Answer) -> Delivery:
+        delivery = self._delegate.publish(answer)
         if answer.deleted:
             print(
                 f"fault_worker: published {answer.record_id.value}, now SIGKILL", file=sys.stderr, flush=True
             )
             os.kill(os.getpid(), signal.SIGKILL)
+        return delivery
 
 
 def main() -> int:

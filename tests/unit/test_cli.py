@@ -41,6 +41,9 @@ SUBCOMMANDS = [
     "db upgrade",
     "config",
     "config show",
+    "evidence",
+    "audit",
+    "audit prune",
 ]
 # each command that needs the database, with the arguments it is otherwise valid with
 DATABASE_COMMANDS = {
@@ -51,6 +54,8 @@ DATABASE_COMMANDS = {
     "retry": ["some-id"],
     "check": [],
     "db": ["upgrade"],
+    "evidence": ["some-id"],
+    "audit": ["prune"],
 }
 
 
@@ -58,7 +63,9 @@ DATABASE_COMMANDS = {
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a test sets: a DATABASE_URL or config file from the caller's shell must not leak in."""
     for key in list(os.environ):
-        if key.startswith(("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "RECORD_DELETER_")):
+        if key.startswith(
+            ("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "AUDIT_", "RECORD_DELETER_")
+        ):
             monkeypatch.delenv(key)
 
 

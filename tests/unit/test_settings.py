@@ -16,7 +16,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for key in list(os.environ):
-        if key.startswith(("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "RECORD_DELETER_")):
+        if key.startswith(
+            ("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "AUDIT_", "RECORD_DELETER_")
+        ):
             monkeypatch.delenv(key)
 
 
@@ -220,3 +222,75 @@ def test_an_infinite_wait_is_refused(monkeypatch: pytest.MonkeyPatch, variable: 
     monkeypatch.setenv(variable, "inf")
     with pytest.raises(SettingsError, match=variable):
         load_settings()
+
+
+# --- AUDIT_: retention, hashed ledger ids, the chain key; WORKER_NAME -----------------------------
+
+
+def test_audit_defaults_and_the_worker_name() -> None:
+    import os
+    import socket
+
+    s = load_settings()
+    assert (s.audit.retention_days, s.audit.record_ids, s.audit.chain_key) == (365, "clear", None)
+    assert s.identity.worker == f"{socket.gethostname()}:{os.getpid()}"
+    assert (s.identity.ledger_key, s.identity.chain_key) == (None, None)
+
+
+def test_the_worker_name_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_NAME", "pod-7")
+    assert load_settings().identity.worker == "pod-7"
+
+
+@pytest.mark.parametrize("days", ["0", "36501", "soon"])
+def test_retention_days_out_of_bounds_is_one_line(monkeypatch: pytest.MonkeyPatch, days: str) -> None:
+    monkeypatch.setenv("AUDIT_RETENTION_DAYS", days)
+    with pytest.raises(
+        SettingsError, match=f"invalid setting AUDIT_RETENTION_DAYS \\(audit.retention_days\\) = '{days}'"
+    ):
+        load_settings()
+
+
+def test_hashed_ledger_ids_need_the_log_hash_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIT_RECORD_IDS", "hashed")
+    with pytest.raises(SettingsError, match="AUDIT_RECORD_IDS=hashed needs WORKER_LOG_HASH_KEY"):
+        load_settings()
+
+
+def test_hashed_ledger_ids_use_the_logs_key_so_a_log_line_matches_the_ledger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from record_deleter.adapters.evidence_chain import ledger_id
+    from record_deleter.adapters.observability import hash_record_id
+
+    monkeypatch.setenv("AUDIT_RECORD_IDS", "hashed")
+    monkeypatch.setenv("WORKER_LOG_HASH_KEY", "k3y")
+    identity = load_settings().identity
+    assert identity.ledger_key == b"k3y"
+    stored = identity.stored_id("ada@example.com")
+    assert stored == ledger_id(b"k3y", "ada@example.com")
+    assert len(stored) == 64
+    assert stored.startswith(hash_record_id(b"k3y", "ada@example.com"))
+
+
+def test_the_chain_key_comes_from_a_file_and_is_never_shown(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "chain-key"
+    secret.write_text("chain secret\n")
+    monkeypatch.setenv("AUDIT_CHAIN_KEY_FILE", str(secret))
+    monkeypatch.setenv("DATABASE_URL", "memory")
+    assert load_settings().identity.chain_key == b"chain secret"
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "AUDIT_CHAIN_KEY=***" in out
+    assert "AUDIT_RETENTION_DAYS=365" in out
+    assert "chain secret" not in out
+
+
+def test_a_misspelt_audit_variable_is_named_with_the_setting_it_resembles() -> None:
+    from record_deleter.entrypoints.settings import unknown_variables
+
+    assert unknown_variables({"AUDIT_RETENTON_DAYS": "30"}) == [
+        "AUDIT_RETENTON_DAYS is not a setting and is ignored; did you mean AUDIT_RETENTION_DAYS?"
+    ]
