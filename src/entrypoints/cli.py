@@ -27,7 +27,7 @@ from .settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-NEEDS_DATABASE = ("worker", "seed", "status", "list", "retry", "check", "db")
+NEEDS_DATABASE = ("worker", "seed", "status", "list", "retry", "check", "db", "dashboard")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="record-deleter",
         description="Consume deletion requests from Kafka/Redpanda and run one durable Resonate workflow per "
         "record that deletes its rows batch by batch, then publishes a completion. Settings come from "
-        "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*) and an optional TOML "
-        "file; see README.md.",
+        "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*, DASHBOARD_*) and an "
+        "optional TOML file; see README.md.",
     )
     p.add_argument("--version", action="version", version=f"record-deleter {__version__}")
     p.add_argument(
@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="verify the schema, the deletion plan, the topics and the Resonate server (as `worker` does)",
     )
 
+    sub.add_parser(
+        "dashboard",
+        help="serve a web page: deletions in flight, recent answers, throughput, one record's history "
+        "(DASHBOARD_ADDRESS, DASHBOARD_PORT)",
+    )
+
     for name, command in sub.choices.items():  # `record-deleter COMMAND --help` says what it does
         command.description = next(a.help for a in sub._choices_actions if a.dest == name)
     db = sub.add_parser(
@@ -144,6 +150,11 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
         raise SettingsError(
             f"BROKER_KIND=memory is an in-process broker that only 'demo' can use: '{args.command}' "
             "would talk to an empty broker no other process reaches; use kafka or redpanda"
+        )
+    if args.command == "dashboard" and settings.database.kind == "memory":
+        raise SettingsError(
+            "DATABASE_URL=memory holds no ledger another process can read: 'dashboard' needs the "
+            "workers' database (sqlite:///PATH or postgresql+psycopg://...)"
         )
     if args.command in NEEDS_DATABASE and settings.database.url is None:
         raise SettingsError(
@@ -248,6 +259,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return commands.db_upgrade(args, settings)
         case "config":
             return commands.config_show(settings)
+        case "dashboard":
+            from .containers import DashboardContainer
+            from .dashboard import run_dashboard
+
+            return run_dashboard(bootstrap(DashboardContainer, settings))
     return EXIT_USAGE
 
 

@@ -13,12 +13,15 @@ every default lives in `settings.py`, and adapters take required arguments.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
+from ..adapters.dashboard_http import DashboardApp, DashboardServer
+from ..adapters.dashboard_overview import DashboardOverview, OverviewLimits, history_document
 from ..adapters.kafka import (
     KafkaClientConfig,
     KafkaRequestProducer,
@@ -37,6 +40,7 @@ from ..adapters.memory_store import InMemoryRecordStore
 from ..adapters.observability import FanOutEvents, LoggingEvents, PrometheusEvents
 from ..adapters.redpanda import redpanda_client_config
 from ..adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
+from ..adapters.sql_dashboard import RowsLeftCounter
 from ..adapters.sql_engine import make_engine
 from ..adapters.sql_schema import create_demo_tables
 from ..adapters.sql_store import DeletionPlan, SqlRecordStore
@@ -269,3 +273,33 @@ class DemoContainer(WorkerContainer):
     request_producer = _Common.broker.request_producer
     topic_admin = _Common.broker.topic_admin
     create_demo_tables = _Common.database.create_demo_tables
+
+
+class DashboardContainer(_Common):
+    """`dashboard`: the web page on deletions in flight and their outcomes, read from the ledger."""
+
+    engine = _Common.database.engine
+    rows_left = providers.Singleton(
+        RowsLeftCounter,
+        count=_Common.record_store.provided.count_rows,
+        ttl=_Common.settings.provided.dashboard.count_cache_seconds,
+    )
+    overview = providers.Singleton(
+        DashboardOverview,
+        engine=engine,
+        rows_left=rows_left,
+        limits=providers.Singleton(
+            OverviewLimits,
+            in_flight=_Common.settings.provided.dashboard.in_flight_limit,
+            recent=_Common.settings.provided.dashboard.recent_limit,
+            running_seconds=_Common.settings.provided.dashboard.running_seconds,
+            refresh_seconds=_Common.settings.provided.dashboard.refresh_seconds,
+        ),
+        worker_urls=_Common.settings.provided.dashboard.worker_url_list,
+    )
+    app = providers.Singleton(
+        DashboardApp,
+        overview=overview,
+        history=providers.Factory(functools.partial, history_document, engine),
+    )
+    server = providers.Singleton(DashboardServer, app)

@@ -41,6 +41,7 @@ SUBCOMMANDS = [
     "db upgrade",
     "config",
     "config show",
+    "dashboard",
 ]
 # each command that needs the database, with the arguments it is otherwise valid with
 DATABASE_COMMANDS = {
@@ -51,6 +52,7 @@ DATABASE_COMMANDS = {
     "retry": ["some-id"],
     "check": [],
     "db": ["upgrade"],
+    "dashboard": [],
 }
 
 
@@ -382,3 +384,22 @@ def test_db_upgrade_on_an_unreachable_database_is_one_line_and_exit_3(
         "record-deleter: unreachable: database postgresql+psycopg://app:***@127.0.0.1:1/app: "
     )
     assert "s3cr3t-pw" not in line
+
+
+def test_dashboard_on_a_port_in_use_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    import socket
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("DASHBOARD_PORT", str(taken.getsockname()[1]))
+        assert main(["dashboard"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("record-deleter: cannot serve the dashboard on 127.0.0.1:")
+    assert "Address already in use" in last
+    monkeypatch.setenv("DATABASE_URL", "memory")
+    assert main(["dashboard"]) == 2
+    assert "DATABASE_URL=memory" in capsys.readouterr().err
