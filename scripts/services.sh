@@ -7,6 +7,9 @@
 #             the PostgreSQL below, database "resonate")
 #   postgres  a throwaway PostgreSQL cluster in a temp dir
 #
+#   (and, not a service: `up` installs Debian's chromium when missing, for the dashboard's
+#    browser test, tests/system/test_dashboard.py)
+#
 # Usage:
 #   scripts/services.sh up [kafka] [resonate] [postgres]   (no names = all three)
 #   scripts/services.sh down [NAME...]                     (no names = all)

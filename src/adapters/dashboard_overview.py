@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import sql_dashboard as ledger
 
 STORE_ERRORS_METRIC = "record_deleter_store_errors_total"
+RECENT_BUCKETS = 3  # "now" on the page: the last three buckets (30 s), the current one partly gone
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,6 +47,20 @@ def to_json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return value
+
+
+def recent_rates(rates: ledger.Throughput, now: datetime, buckets: int) -> dict[str, float]:
+    """Rows/s and records/s over the last `buckets` buckets, the current (unfinished) one included:
+    a ten-minute average alone hides that deletion stopped a minute ago."""
+    if not rates.buckets:
+        return {"recent_rows_per_second": 0.0, "recent_records_per_second": 0.0, "recent_seconds": 0.0}
+    start = rates.buckets[-buckets:][0]
+    seconds = max(1.0, now.timestamp() - start)
+    return {
+        "recent_rows_per_second": sum(rates.rows[-buckets:]) / seconds,
+        "recent_records_per_second": sum(rates.records[-buckets:]) / seconds,
+        "recent_seconds": seconds,
+    }
 
 
 def probe_worker(url: str, timeout: float = 1.0) -> dict[str, Any]:
@@ -140,6 +155,7 @@ class DashboardOverview:
                 "rows_per_second": sum(rates.rows) / limits.window_seconds,
                 "records_per_second": sum(rates.records) / limits.window_seconds,
                 "window_seconds": limits.window_seconds,
+                **recent_rates(rates, now, RECENT_BUCKETS),
             },
         }
 

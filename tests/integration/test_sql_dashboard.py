@@ -221,3 +221,6 @@ def test_rows_left_are_counted_in_the_plans_tables_and_running_differs_from_wait
     assert document["in_flight_count"] == 3
     assert document["oldest_in_flight_seconds"] >= 99
     assert document["workers"] == []
+    rates = document["throughput"]
+    assert rates["rows_per_second"] == 20 / 600  # both batches, over the ten minutes
+    assert 10 / 31 <= rates["recent_rows_per_second"] <= 10 / 20  # the last one only, over ~30 s

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.system
 
 BIG_ROWS = 20_000
 SMALL_ROWS = [300, 800, 1500, 2500]
+BATCH = 1000
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +88,9 @@ def test_the_dashboard_follows_a_big_record_from_in_flight_to_answered(
             RESONATE_URL=resonate_url,
             RESONATE_MESSAGE_SOURCE_PORT=poll_port,
             RESONATE_GROUP=unique("rg"),
-            # slow enough to watch: 40 batches of 500 rows with 0.3 s between them
-            WORKFLOW_BATCH_SIZE="500",
-            WORKFLOW_PAUSE_SECONDS="0.3",
+            # slow enough to watch: 20 batches of 1,000 rows, a durable pause between them
+            WORKFLOW_BATCH_SIZE=str(BATCH),
+            WORKFLOW_PAUSE_SECONDS="0.2",
             WORKER_METRICS_PORT=str(metrics_port),
             DASHBOARD_PORT=str(free_port()),
             DASHBOARD_REFRESH_SECONDS="0.5",
@@ -145,9 +146,13 @@ def _watch(page: Page, big: str, count: int, worker: Process) -> None:
     screenshot = os.environ.get("RD_DASHBOARD_SCREENSHOT")
     if screenshot:
         wait_for(
-            lambda: page.locator("#answers tbody tr").count() >= 3 and rows_left(page, big) is not None,
+            lambda: (
+                page.locator("#answers tbody tr").count() >= 3
+                and (n := rows_left(page, big)) is not None
+                and n < BIG_ROWS * 0.6
+            ),
             timeout=60,
-            message="a few small records answered while the big one is still in flight",
+            message="a few small records answered while the big one is about half way",
         )
         page.wait_for_timeout(600)  # one more refresh: the chart and counters of that moment
         page.screenshot(path=screenshot, full_page=True)
@@ -164,4 +169,4 @@ def _watch(page: Page, big: str, count: int, worker: Process) -> None:
     assert "Attempts (1)" in (history.text_content() or "")
     batches = number(page.locator("#history h3:has-text('Batches')").text_content())
     assert batches is not None
-    assert batches >= BIG_ROWS // 500
+    assert batches >= BIG_ROWS // BATCH

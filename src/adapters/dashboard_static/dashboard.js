@@ -95,12 +95,13 @@ function renderChart(t) {
   line.setAttribute("points", t.rows.map((v, i) => (i * step) + "," + (height - 2 - (v / max) * (height - 6))).join(" "));
   line.setAttribute("class", "rows");
   children.push(line);
-  const title = document.createElementNS(SVG, "title");
-  title.textContent = "peak " + Math.round(max / t.bucket_seconds).toLocaleString("en") + " rows/s";
-  children.push(title);
   svg.replaceChildren(...children);
-  document.getElementById("rows-rate").textContent = Math.round(t.rows_per_second).toLocaleString("en");
-  document.getElementById("records-rate").textContent = t.records_per_second.toFixed(2);
+  document.getElementById("peak").textContent = Math.round(max / t.bucket_seconds).toLocaleString("en");
+  const rate = (value, digits) => Number(value).toLocaleString("en", { maximumFractionDigits: digits });
+  document.getElementById("rows-rate").textContent = rate(t.recent_rows_per_second, 0);
+  document.getElementById("records-rate").textContent = rate(t.recent_records_per_second, 2);
+  document.getElementById("rows-rate-window").textContent = rate(t.rows_per_second, 0);
+  document.getElementById("records-rate-window").textContent = rate(t.records_per_second, 3);
 }
 
 function render(doc) {
