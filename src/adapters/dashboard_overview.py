@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import sql_dashboard as ledger
+from .resonate_pending import PendingRequest
 
 STORE_ERRORS_METRIC = "record_deleter_store_errors_total"
 RECENT_BUCKETS = 3  # "now" on the page: the last three buckets (30 s), the current one partly gone
@@ -107,8 +108,10 @@ class DashboardOverview:
         limits: OverviewLimits,
         worker_urls: Sequence[str] = (),
         probe: Callable[[str], dict[str, Any]] = probe_worker,
+        pending: Callable[[], list[PendingRequest]] | None = None,
     ) -> None:
         self._engine, self._rows_left, self._limits = engine, rows_left, limits
+        self._pending = pending
         self._worker_urls, self._probe = tuple(worker_urls), probe
         self._lock = threading.Lock()
         self._at = -float("inf")
@@ -130,10 +133,28 @@ class DashboardOverview:
         }
         try:
             document.update(self._ledger(now))
+            document["not_joined"] = self._not_joined(now)
         except SQLAlchemyError as exc:
             document["error"] = f"the database cannot be read ({type(exc).__name__}); showing nothing new"
         document["workers"] = [self._probe(url) for url in self._worker_urls]
         return document
+
+    def _not_joined(self, now: datetime) -> dict[str, Any] | None:
+        """Request workflows pending on the Resonate server that the ledger does not hold yet."""
+        if self._pending is None:
+            return None
+        try:
+            pending = self._pending()
+        except (OSError, ValueError) as exc:
+            return {"error": f"the Resonate server cannot be read ({type(exc).__name__})", "requests": []}
+        with self._engine.connect() as conn:
+            joined = ledger.joined_request_keys(conn, [p.key for p in pending])
+        waiting = [p for p in pending if p.key not in joined]
+        rows = [
+            {**to_json(p), "age_seconds": (now - p.created_at).total_seconds() if p.created_at else None}
+            for p in waiting[: self._limits.recent]
+        ]
+        return {"error": None, "count": len(waiting), "requests": rows}
 
     def _ledger(self, now: datetime) -> dict[str, Any]:
         limits = self._limits

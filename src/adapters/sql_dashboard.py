@@ -153,6 +153,14 @@ def in_flight_summary(conn: Connection) -> tuple[int, datetime | None]:
     return int(count), as_utc(oldest)
 
 
+def joined_request_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """Which of these request keys the ledger holds (their workflow's first step joined it)."""
+    if not keys:
+        return set()
+    r = deletion_requests.c
+    return {str(k) for k in conn.execute(select(r.request_key).where(r.request_key.in_(keys))).scalars()}
+
+
 def _coordinates(
     conn: Connection, table: Any, pairs: set[tuple[str, int]]
 ) -> dict[tuple[str, int], list[Coordinates]]:

@@ -39,6 +39,7 @@ from ..adapters.memory_broker import (
 from ..adapters.memory_store import InMemoryRecordStore
 from ..adapters.observability import FanOutEvents, LoggingEvents, PrometheusEvents
 from ..adapters.redpanda import redpanda_client_config
+from ..adapters.resonate_pending import ResonatePendingRequests
 from ..adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
 from ..adapters.sql_dashboard import RowsLeftCounter
 from ..adapters.sql_engine import make_engine
@@ -101,6 +102,13 @@ def _runtime(**kwargs: object) -> Iterator[ResonateRuntime]:
     runtime = ResonateRuntime(**kwargs)  # type: ignore[arg-type]
     yield runtime
     runtime.stop()
+
+
+def _pending_requests(settings: Settings) -> ResonatePendingRequests | None:
+    """The dashboard's reader of pending request workflows: a Resonate server only (remote mode)."""
+    if settings.resonate.mode != "remote":
+        return None
+    return ResonatePendingRequests(settings.resonate.url, settings.broker.group, settings.resonate.auth)
 
 
 # ---------------------------------------------------------------------------------- broker families
@@ -296,6 +304,7 @@ class DashboardContainer(_Common):
             refresh_seconds=_Common.settings.provided.dashboard.refresh_seconds,
         ),
         worker_urls=_Common.settings.provided.dashboard.worker_url_list,
+        pending=providers.Singleton(_pending_requests, _Common.settings),
     )
     app = providers.Singleton(
         DashboardApp,

@@ -141,8 +141,10 @@ def _watch(page: Page, big: str, count: int, worker: Process) -> None:
     deleted = number(row.locator(".rows-deleted").text_content())
     assert deleted is not None
     assert deleted > 0
-    # the worker's status endpoint, read through the dashboard
+    # the worker's status endpoint, and the Resonate server's pending requests, read through the dashboard
     page.wait_for_selector("#workers-section:not([hidden]) #workers td:has-text('ready')", timeout=15_000)
+    page.wait_for_selector("#not-joined-section:not([hidden]) #not-joined-note:has-text('(')", timeout=15_000)
+    assert page.locator("#not-joined-error").is_hidden()
     screenshot = os.environ.get("RD_DASHBOARD_SCREENSHOT")
     if screenshot:
         wait_for(

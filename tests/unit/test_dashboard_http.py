@@ -156,3 +156,33 @@ def test_store_errors_are_read_from_a_workers_metrics() -> None:
     text = "# HELP x\nrecord_deleter_store_errors_created 1.7e9\nrecord_deleter_store_errors_total 3.0\n"
     assert store_errors(text) == 3
     assert store_errors("nothing here\n") is None
+
+
+def test_an_unreachable_database_is_reported_on_the_page_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from record_deleter.entrypoints.bootstrap import bootstrap
+    from record_deleter.entrypoints.containers import DashboardContainer
+    from record_deleter.entrypoints.dashboard import _schema_warning
+    from record_deleter.entrypoints.settings import load_settings
+
+    secret = "s3cr3t-pa55"
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://app:{secret}@127.0.0.1:1/app?connect_timeout=2")
+    container = bootstrap(DashboardContainer, load_settings())
+    try:
+        _schema_warning(container)
+        document = container.overview()()
+        app = container.app()
+        bodies: list[bytes] = []
+        for path, query in [("/api/overview", ""), ("/api/history", "record=rec-1")]:
+            statuses: list[str] = []
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query}
+            bodies.extend(app(environ, lambda status, _headers, s=statuses: s.append(status)))
+            assert statuses[0][:3] in ("200", "503")
+    finally:
+        container.shutdown_resources()
+    assert "cannot be read" in document["error"]
+    assert "OperationalError" in bodies[1].decode()
+    out = capsys.readouterr()
+    for text in (json.dumps(document), *(b.decode() for b in bodies), out.out, out.err):
+        assert secret not in text

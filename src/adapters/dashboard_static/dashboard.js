@@ -73,6 +73,19 @@ function renderWorkers(doc) {
   ])));
 }
 
+function renderNotJoined(doc) {
+  const box = doc.not_joined;
+  document.getElementById("not-joined-section").hidden = !box;
+  if (!box) return;
+  const error = document.getElementById("not-joined-error");
+  error.hidden = !box.error;
+  error.textContent = box.error || "";
+  document.getElementById("not-joined-note").textContent = box.error ? "" : "(" + box.count + ")";
+  fill("not-joined", box.requests.map((r) => row([
+    [r.topic], [r.partition, "num"], [r.offset, "num"], [duration(r.age_seconds), "num"],
+  ], { key: r.key })));
+}
+
 function renderChart(t) {
   const svg = document.getElementById("chart");
   const width = 600, height = 80, n = t.rows.length;
@@ -113,6 +126,7 @@ function render(doc) {
     renderAnswers(doc);
     renderChart(doc.throughput);
   }
+  renderNotJoined(doc);
   renderWorkers(doc);
   if (doc.refresh_seconds) refreshMs = doc.refresh_seconds * 1000;
   document.getElementById("status").textContent = "updated " + time(doc.now);
