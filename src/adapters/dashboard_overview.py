@@ -9,6 +9,7 @@ HTTP error, so the page keeps showing what it showed last and says why it is sta
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import threading
 import time
 import urllib.request
@@ -74,14 +75,14 @@ def probe_worker(url: str, timeout: float = 1.0) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         out["ready"] = False
         out["checks"] = exc.read(2000).decode(errors="replace")
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         out["checks"] = f"unreachable ({type(exc).__name__})"
         return out
     try:
         with urllib.request.urlopen(base + "/metrics", timeout=timeout) as response:  # noqa: S310
             out["store_errors"] = store_errors(response.read(2_000_000).decode(errors="replace"))
-    except OSError:
-        pass
+    except (OSError, http.client.HTTPException, ValueError):
+        pass  # readiness is shown; the count stays "—"
     return out
 
 
@@ -145,7 +146,7 @@ class DashboardOverview:
             return None
         try:
             pending = self._pending()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             return {"error": f"the Resonate server cannot be read ({type(exc).__name__})", "requests": []}
         with self._engine.connect() as conn:
             joined = ledger.joined_request_keys(conn, [p.key for p in pending])

@@ -283,14 +283,21 @@ class DemoContainer(WorkerContainer):
     create_demo_tables = _Common.database.create_demo_tables
 
 
-class DashboardContainer(_Common):
-    """`dashboard`: the web page on deletions in flight and their outcomes, read from the ledger."""
+class DashboardContainer(containers.DeclarativeContainer):
+    """`dashboard`: the web page on deletions in flight and their outcomes, read from the ledger.
 
-    engine = _Common.database.engine
+    Not a `_Common`: it holds no producer, no Resonate runtime, nothing that could publish, claim
+    a workflow or write; only the database family's engine and store (to count rows left)."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    broker = providers.DependenciesContainer()  # given by bootstrap like every family; never used
+    database = providers.DependenciesContainer()
+
+    engine = database.engine
     rows_left = providers.Singleton(
         RowsLeftCounter,
-        count=_Common.record_store.provided.count_rows,
-        ttl=_Common.settings.provided.dashboard.count_cache_seconds,
+        count=database.record_store.provided.count_rows,
+        ttl=settings.provided.dashboard.count_cache_seconds,
     )
     overview = providers.Singleton(
         DashboardOverview,
@@ -298,13 +305,13 @@ class DashboardContainer(_Common):
         rows_left=rows_left,
         limits=providers.Singleton(
             OverviewLimits,
-            in_flight=_Common.settings.provided.dashboard.in_flight_limit,
-            recent=_Common.settings.provided.dashboard.recent_limit,
-            running_seconds=_Common.settings.provided.dashboard.running_seconds,
-            refresh_seconds=_Common.settings.provided.dashboard.refresh_seconds,
+            in_flight=settings.provided.dashboard.in_flight_limit,
+            recent=settings.provided.dashboard.recent_limit,
+            running_seconds=settings.provided.dashboard.running_seconds,
+            refresh_seconds=settings.provided.dashboard.refresh_seconds,
         ),
-        worker_urls=_Common.settings.provided.dashboard.worker_url_list,
-        pending=providers.Singleton(_pending_requests, _Common.settings),
+        worker_urls=settings.provided.dashboard.worker_url_list,
+        pending=providers.Singleton(_pending_requests, settings),
     )
     app = providers.Singleton(
         DashboardApp,

@@ -50,15 +50,14 @@ def run_dashboard(container: DashboardContainer) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    container.init_resources()
-    try:
-        _schema_warning(container)
+    try:  # only what the page reads is built: the engine, on first use (no init_resources)
         server = container.server()
         try:
             port = server.start(settings.address, settings.port)
         except DashboardServerError as exc:
             print(f"record-deleter: {exc} (DASHBOARD_ADDRESS, DASHBOARD_PORT)", file=sys.stderr)
             return EXIT_BAD_SETTING
+        _schema_warning(container)
         host = f"[{settings.address}]" if ":" in settings.address else settings.address
         print(f"record-deleter: dashboard on http://{host}:{port}/", file=sys.stderr, flush=True)
         stop.wait()

@@ -104,5 +104,7 @@ def test_the_dashboard_container_resolves_every_provider(tmp_path) -> None:
             if not isinstance(provider, providers.DependenciesContainer):
                 provider()
         assert container.server().__class__.__name__ == "DashboardServer"
+        # read-only by construction: nothing that publishes, claims workflows or deletes
+        assert not {"runtime", "resonate", "completion_publisher", "handoff"} & set(container.providers)
     finally:
         container.shutdown_resources()
