@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import func, insert
 
+from record_deleter.adapters.sql_schema import deletion_attempts
 from tests import builders
 from tests.conftest import wait_for
 from tests.harness import (
@@ -41,6 +43,7 @@ pytestmark = pytest.mark.system
 BIG_ROWS = 20_000
 SMALL_ROWS = [300, 800, 1500, 2500]
 BATCH = 1000
+EVIL = '<img src=x onerror="window.pwned = 1">'
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +104,17 @@ def test_the_dashboard_follows_a_big_record_from_in_flight_to_answered(
         try:
             records = {big: BIG_ROWS} | {f"{prefix}{i + 2:06d}": n for i, n in enumerate(SMALL_ROWS)}
             seed(engine, records)
+            with engine.begin() as conn:  # an earlier failure whose reason is markup: shown as text
+                conn.execute(
+                    insert(deletion_attempts).values(
+                        record_id=f"{prefix}evil",
+                        attempt=1,
+                        state="failed",
+                        finished_at=func.now(),
+                        reason=EVIL,
+                        opened_by="by-hand",
+                    )
+                )
         finally:
             engine.dispose()
         run_cli("setup-topics", env=env)
@@ -119,6 +133,10 @@ def test_the_dashboard_follows_a_big_record_from_in_flight_to_answered(
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(url)
                 page.wait_for_selector("#status:has-text('updated')", timeout=15_000)
+                evil = page.locator(f'#answers tr[data-record="{prefix}evil"] .reason')
+                assert evil.text_content() == EVIL
+                assert page.locator("img").count() == 0
+                assert page.evaluate("window.pwned") is None
                 run_cli("produce", "-n", str(len(records)), "--prefix", prefix, env=env)
                 _watch(page, big, len(records), worker)
                 page.close()
@@ -149,7 +167,7 @@ def _watch(page: Page, big: str, count: int, worker: Process) -> None:
     if screenshot:
         wait_for(
             lambda: (
-                page.locator("#answers tbody tr").count() >= 3
+                page.locator("#answers tbody tr").count() >= 4  # the failure and three small ones
                 and (n := rows_left(page, big)) is not None
                 and n < BIG_ROWS * 0.6
             ),
@@ -160,7 +178,9 @@ def _watch(page: Page, big: str, count: int, worker: Process) -> None:
         page.screenshot(path=screenshot, full_page=True)
     page.wait_for_selector(f'#answers tr[data-record="{big}"][data-outcome="done"]', timeout=120_000)
     assert page.locator(f'#in-flight tr[data-record="{big}"]').count() == 0
-    wait_for(lambda: page.locator("#answers tbody tr").count() == count, timeout=30, message="every answer")
+    wait_for(
+        lambda: page.locator("#answers tbody tr").count() == count + 1, timeout=30, message="every answer"
+    )
     assert worker.alive(), worker.tail()
 
     page.fill("#search-input", big)
