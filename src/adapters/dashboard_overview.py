@@ -4,6 +4,10 @@ Assembled from the ledger (`sql_dashboard`) and, when configured, the workers' o
 endpoints, at most once per `cache_seconds` whoever asks: ten open pages cost the database what
 one does. A database that cannot be reached is reported in the document (`error`), not as an
 HTTP error, so the page keeps showing what it showed last and says why it is stale.
+
+Rows left are the one costly read (a `COUNT(*)` per plan table per record): counted only for the
+in-flight records shown (at most DASHBOARD_IN_FLIGHT_LIMIT), each reused for
+DASHBOARD_COUNT_CACHE_SECONDS (`RowsLeftCounter`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..domain.errors import InvalidRecordId, RecordStoreUnavailable
+from ..domain.model import RecordId
 from . import sql_dashboard as ledger
 from .resonate_pending import PendingRequest
 
+RowCounter = Callable[[RecordId], int]
 STORE_ERRORS_METRIC = "record_deleter_store_errors_total"
 RECENT_BUCKETS = 3  # "now" on the page: the last three buckets (30 s), the current one partly gone
 
@@ -92,6 +99,36 @@ def store_errors(metrics_text: str) -> int | None:
         if line.startswith(STORE_ERRORS_METRIC + " "):
             return int(float(line.split()[1]))
     return None
+
+
+class RowsLeftCounter:
+    """Counts in-flight records' remaining rows in the plan's tables, each at most once per `ttl`."""
+
+    def __init__(self, count: RowCounter, ttl: float) -> None:
+        self._count, self._ttl = count, ttl
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, int | None]] = {}
+
+    def __call__(self, record_id: str) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(record_id)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+        value = self._fresh(record_id)
+        with self._lock:
+            self._cache[record_id] = (now, value)
+            if len(self._cache) > 1000:  # forget records no longer asked about
+                self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self._ttl}
+        return value
+
+    def _fresh(self, record_id: str) -> int | None:
+        if ledger.HASHED_ID.fullmatch(record_id):
+            return None  # the ledger holds a hash: the application's rows are keyed by the id itself
+        try:
+            return self._count(RecordId(record_id))
+        except (RecordStoreUnavailable, InvalidRecordId):
+            return None
 
 
 def history_document(engine: Engine, query: str) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 throughput, and one record's whole history (`record_history`).
 
 Read-only, and bounded per refresh: a person watching the page must not slow the workers down.
-In-flight records are read at most `in_flight_limit` at a time, their remaining rows (one
-`COUNT(*)` per plan table each) counted for those only and cached for `count_cache_seconds`.
+In-flight records are read at most `limit` at a time (their remaining rows are counted by
+`dashboard_overview.RowsLeftCounter`, for those only).
 
 The rd0003 evidence columns (`deletion_audit.worker`, `.tables`, `.chain_hash`, the attempts'
 `plan`, `final_counts`, `audit_head`, and `deletion_answers`) may be empty: a worker that does
@@ -13,9 +13,7 @@ not write them yet leaves NULLs, which are passed on as None (the page shows "â€
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,14 +21,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, Integer, and_, cast, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..domain.errors import InvalidRecordId, RecordStoreUnavailable
-from ..domain.model import RecordId
+from ..domain.errors import RecordStoreUnavailable
 from .sql_schema import deletion_answers, deletion_attempts, deletion_audit, deletion_requests
 
 HASHED_ID = re.compile(r"[0-9a-f]{64}")
 SHOWN_HASH_DIGITS = 16  # what the logs show of a hashed id (WORKER_LOG_RECORD_IDS=hashed)
-
-RowCounter = Callable[[RecordId], int]
 
 
 def shown_id(record_id: str) -> str:
@@ -293,33 +288,3 @@ def record_history(engine: Engine, query: str, *, limit: int = 5000) -> RecordHi
     batches.sort(key=lambda r: r["id"])
     answers.sort(key=lambda r: r["id"])
     return RecordHistory(query, requests, attempts, batches, answers)
-
-
-class RowsLeftCounter:
-    """Counts in-flight records' remaining rows in the plan's tables, each at most once per `ttl`."""
-
-    def __init__(self, count: RowCounter, ttl: float) -> None:
-        self._count, self._ttl = count, ttl
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, int | None]] = {}
-
-    def __call__(self, record_id: str) -> int | None:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(record_id)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
-        value = self._fresh(record_id)
-        with self._lock:
-            self._cache[record_id] = (now, value)
-            if len(self._cache) > 1000:  # forget records no longer asked about
-                self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self._ttl}
-        return value
-
-    def _fresh(self, record_id: str) -> int | None:
-        if HASHED_ID.fullmatch(record_id):
-            return None  # the ledger holds a hash: the application's rows are keyed by the id itself
-        try:
-            return self._count(RecordId(record_id))
-        except (RecordStoreUnavailable, InvalidRecordId):
-            return None

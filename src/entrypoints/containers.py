@@ -21,7 +21,12 @@ from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
 from ..adapters.dashboard_http import DashboardApp, DashboardServer
-from ..adapters.dashboard_overview import DashboardOverview, OverviewLimits, history_document
+from ..adapters.dashboard_overview import (
+    DashboardOverview,
+    OverviewLimits,
+    RowsLeftCounter,
+    history_document,
+)
 from ..adapters.kafka import (
     KafkaClientConfig,
     KafkaRequestProducer,
@@ -41,7 +46,6 @@ from ..adapters.observability import FanOutEvents, LoggingEvents, PrometheusEven
 from ..adapters.redpanda import redpanda_client_config
 from ..adapters.resonate_pending import ResonatePendingRequests
 from ..adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
-from ..adapters.sql_dashboard import RowsLeftCounter
 from ..adapters.sql_engine import make_engine
 from ..adapters.sql_schema import create_demo_tables
 from ..adapters.sql_store import DeletionPlan, SqlRecordStore

@@ -11,7 +11,12 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from record_deleter.adapters import sql_dashboard as ledger
-from record_deleter.adapters.dashboard_overview import DashboardOverview, OverviewLimits, history_document
+from record_deleter.adapters.dashboard_overview import (
+    DashboardOverview,
+    OverviewLimits,
+    RowsLeftCounter,
+    history_document,
+)
 from record_deleter.adapters.sql_schema import (
     deletion_answers,
     deletion_attempts,
@@ -206,7 +211,7 @@ def test_rows_left_are_counted_in_the_plans_tables_and_running_differs_from_wait
     batch(engine, "stuck", 1, 10, at=60)  # nothing since: the database unreachable, say
     attempt(engine, HASHED, 1, "running", 100)
     store = builders.sql_store(engine)
-    counter = ledger.RowsLeftCounter(store.count_rows, ttl=60)
+    counter = RowsLeftCounter(store.count_rows, ttl=60)
     overview = DashboardOverview(engine, counter, OverviewLimits(running_seconds=10, cache_seconds=0))
     document = overview()
     json.dumps(document)

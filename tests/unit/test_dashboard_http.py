@@ -17,8 +17,8 @@ from record_deleter.adapters.dashboard_http import (
     DashboardServerError,
     static_file,
 )
-from record_deleter.adapters.dashboard_overview import store_errors
-from record_deleter.adapters.sql_dashboard import RowsLeftCounter, shown_id
+from record_deleter.adapters.dashboard_overview import RowsLeftCounter, store_errors
+from record_deleter.adapters.sql_dashboard import shown_id
 from record_deleter.domain.errors import RecordStoreUnavailable
 
 pytestmark = pytest.mark.unit
