@@ -7,12 +7,13 @@
 #      image's install step (docker/install-wheel.sh install: from those wheels, no index), so the
 #      Dockerfile's steps run here even without a Docker engine;
 #   3. from an empty temp dir, with record-deleter's settings variables (BROKER_*, DATABASE_*,
-#      RESONATE_*, WORKFLOW_*, WORKER_*, RECORD_DELETER_CONFIG) and PYTHON* cleared:
+#      RESONATE_*, WORKFLOW_*, WORKER_*, DASHBOARD_*, RECORD_DELETER_CONFIG) and PYTHON* cleared:
 #        record_deleter is imported from the venv, not the checkout
 #        record-deleter --version                      prints the wheel's version
 #        DATABASE_URL=sqlite:///... record-deleter db upgrade   (the migrations ship inside)
 #        record-deleter demo --db ...                  exits 0
 #        python -m record_deleter --version            prints the wheel's version
+#        the dashboard's page (package data) is in the installed package
 # One line per step. Building or installing stops at a failure; the checks all run, each failure
 # shows its output, and any failure exits 1. Temp dirs are removed on exit (KEEP_WHEEL_TMP=1
 # keeps them).
@@ -82,7 +83,7 @@ say "ok  installed into a fresh venv, $("$tmp/venv/bin/python" -V 2>&1) (${STEP_
 # ----------------------------------------------------------------- checks
 cd "$tmp/run"
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep -E \
-  '^(BROKER|DATABASE|RESONATE|WORKFLOW|WORKER)_|^RECORD_DELETER_CONFIG$|^PYTHON(PATH|HOME|STARTUP|USERBASE|SAFEPATH)$' || true)
+  '^(BROKER|DATABASE|RESONATE|WORKFLOW|WORKER|DASHBOARD)_|^RECORD_DELETER_CONFIG$|^PYTHON(PATH|HOME|STARTUP|USERBASE|SAFEPATH)$' || true)
 export PYTHONNOUSERSITE=1
 export PATH="$tmp/venv/bin:$PATH"
 
@@ -117,6 +118,10 @@ check "DATABASE_URL=sqlite:///\$tmp/x.db record-deleter db upgrade" "$tmp/logs/d
 check "record-deleter demo --db \$tmp/demo.db" "$tmp/logs/demo.log" "" \
   timeout 600 record-deleter demo --db "$tmp/demo.db"
 check "python -m record_deleter --version" "$tmp/logs/module.log" "$version" python -m record_deleter --version
+check "the dashboard's page ships in the wheel" "$tmp/logs/dashboard.log" "dashboard files ok" \
+  python -c 'from record_deleter.adapters.dashboard_http import STATIC, static_file
+for name, _ in STATIC.values(): assert static_file(name), name
+print("dashboard files ok")'
 
 if ((${#FAILED[@]})); then
   failed=$(printf '%s; ' "${FAILED[@]}")

@@ -7,6 +7,9 @@
 #             the PostgreSQL below, database "resonate")
 #   postgres  a throwaway PostgreSQL cluster in a temp dir
 #
+#   (and, not a service: `up` installs Debian's chromium when missing, for the dashboard's
+#    browser test, tests/system/test_dashboard.py)
+#
 # Usage:
 #   scripts/services.sh up [kafka] [resonate] [postgres]   (no names = all three)
 #   scripts/services.sh down [NAME...]                     (no names = all)
@@ -876,8 +879,27 @@ ordered() { # print requested names in dependency order
   for s in "${ALL_SERVICES[@]}"; do for r in "$@"; do [[ "$r" == "$s" ]] && echo "$s" && break; done; done
 }
 
+# The headless browser of tests/system/test_dashboard.py (Debian's chromium, driven by Playwright
+# from .venv): not a service, but the suite needs it and a fresh CI machine has none. Installed
+# once with apt-get (as root, like postgresql above); skipped when `chromium` is on PATH.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "chromium: missing; installing Debian's chromium for the dashboard's browser test ..."
+    mkdir -p "$SVC"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        chromium; } >>"$SVC/chromium.log" 2>&1 \
+      || { say "chromium: apt-get install chromium failed (log: $SVC/chromium.log)"; exit 1; }
+    say "chromium: installed ($(chromium --version 2>/dev/null || echo '?'))"
+  else
+    say "chromium: missing and not installable here (needs root and apt-get); install it, or the" \
+      "dashboard's browser test fails"
+  fi
+}
+
 cmd_up() {
   local want=("$@") s t_all t list=()
+  ensure_chromium
   ((${#want[@]})) || want=("${ALL_SERVICES[@]}")
   validate_names "${want[@]}"
   if [[ " ${want[*]} " == *" resonate "* && "${SERVICES_RESONATE_STORE:-sqlite}" == postgres \

@@ -27,7 +27,18 @@ from .settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-NEEDS_DATABASE = ("worker", "seed", "status", "list", "retry", "check", "db", "evidence", "audit")
+NEEDS_DATABASE = (
+    "worker",
+    "seed",
+    "status",
+    "list",
+    "retry",
+    "check",
+    "db",
+    "evidence",
+    "audit",
+    "dashboard",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="record-deleter",
         description="Consume deletion requests from Kafka/Redpanda and run one durable Resonate workflow per "
         "record that deletes its rows batch by batch, then publishes a completion. Settings come from "
-        "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*, AUDIT_*) and an "
+        "environment variables (BROKER_*, DATABASE_*, RESONATE_*, WORKFLOW_*, WORKER_*, AUDIT_*,"
+        " DASHBOARD_*) and an "
         "optional TOML file; see README.md.",
     )
     p.add_argument("--version", action="version", version=f"record-deleter {__version__}")
@@ -112,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
         "record_id", help="the record id (with AUDIT_RECORD_IDS=hashed also its HMAC: 16 or 64 hex digits)"
     )
     evidence.add_argument("--format", choices=("md", "json"), default="md")
+    sub.add_parser(
+        "dashboard",
+        help="serve a web page: deletions in flight, recent answers, throughput, one record's history "
+        "(DASHBOARD_ADDRESS, DASHBOARD_PORT)",
+    )
 
     for name, command in sub.choices.items():  # `record-deleter COMMAND --help` says what it does
         command.description = next(a.help for a in sub._choices_actions if a.dest == name)
@@ -171,6 +188,11 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
         raise SettingsError(
             f"BROKER_KIND=memory is an in-process broker that only 'demo' can use: '{args.command}' "
             "would talk to an empty broker no other process reaches; use kafka or redpanda"
+        )
+    if args.command == "dashboard" and settings.database.kind == "memory":
+        raise SettingsError(
+            "DATABASE_URL=memory holds no ledger another process can read: 'dashboard' needs the "
+            "workers' database (sqlite:///PATH or postgresql+psycopg://...)"
         )
     if args.command in NEEDS_DATABASE and settings.database.url is None:
         raise SettingsError(
@@ -279,6 +301,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return commands.evidence(args, settings)
         case "audit":
             return commands.audit_prune(args, settings)
+        case "dashboard":
+            from .containers import DashboardContainer
+            from .dashboard import run_dashboard
+
+            return run_dashboard(bootstrap(DashboardContainer, settings))
     return EXIT_USAGE
 
 

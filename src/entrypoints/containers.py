@@ -13,12 +13,20 @@ every default lives in `settings.py`, and adapters take required arguments.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
+from ..adapters.dashboard_http import DashboardApp, DashboardServer
+from ..adapters.dashboard_overview import (
+    DashboardOverview,
+    OverviewLimits,
+    RowsLeftCounter,
+    history_document,
+)
 from ..adapters.evidence_chain import AuditIdentity
 from ..adapters.kafka import (
     KafkaClientConfig,
@@ -37,6 +45,7 @@ from ..adapters.memory_broker import (
 from ..adapters.memory_store import InMemoryRecordStore
 from ..adapters.observability import FanOutEvents, LoggingEvents, PrometheusEvents
 from ..adapters.redpanda import redpanda_client_config
+from ..adapters.resonate_pending import ResonatePendingRequests
 from ..adapters.resonate_runtime import ResonateRuntime, StepRetry, build_resonate
 from ..adapters.sql_engine import make_engine
 from ..adapters.sql_schema import create_demo_tables
@@ -98,6 +107,13 @@ def _runtime(**kwargs: object) -> Iterator[ResonateRuntime]:
     runtime = ResonateRuntime(**kwargs)  # type: ignore[arg-type]
     yield runtime
     runtime.stop()
+
+
+def _pending_requests(settings: Settings) -> ResonatePendingRequests | None:
+    """The dashboard's reader of pending request workflows: a Resonate server only (remote mode)."""
+    if settings.resonate.mode != "remote":
+        return None
+    return ResonatePendingRequests(settings.resonate.url, settings.broker.group, settings.resonate.auth)
 
 
 # ---------------------------------------------------------------------------------- broker families
@@ -274,3 +290,41 @@ class DemoContainer(WorkerContainer):
     request_producer = _Common.broker.request_producer
     topic_admin = _Common.broker.topic_admin
     create_demo_tables = _Common.database.create_demo_tables
+
+
+class DashboardContainer(containers.DeclarativeContainer):
+    """`dashboard`: the web page on deletions in flight and their outcomes, read from the ledger.
+
+    Not a `_Common`: it holds no producer, no Resonate runtime, nothing that could publish, claim
+    a workflow or write; only the database family's engine and store (to count rows left)."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    broker = providers.DependenciesContainer()  # given by bootstrap like every family; never used
+    database = providers.DependenciesContainer()
+
+    engine = database.engine
+    rows_left = providers.Singleton(
+        RowsLeftCounter,
+        count=database.record_store.provided.count_rows,
+        ttl=settings.provided.dashboard.count_cache_seconds,
+    )
+    overview = providers.Singleton(
+        DashboardOverview,
+        engine=engine,
+        rows_left=rows_left,
+        limits=providers.Singleton(
+            OverviewLimits,
+            in_flight=settings.provided.dashboard.in_flight_limit,
+            recent=settings.provided.dashboard.recent_limit,
+            running_seconds=settings.provided.dashboard.running_seconds,
+            refresh_seconds=settings.provided.dashboard.refresh_seconds,
+        ),
+        worker_urls=settings.provided.dashboard.worker_url_list,
+        pending=providers.Singleton(_pending_requests, settings),
+    )
+    app = providers.Singleton(
+        DashboardApp,
+        overview=overview,
+        history=providers.Factory(functools.partial, history_document, engine),
+    )
+    server = providers.Singleton(DashboardServer, app)

@@ -1,8 +1,8 @@
 """Typed settings, validated at start-up from environment variables and an optional TOML file.
 
 Each concern has its own model and environment prefix (BROKER_, DATABASE_, RESONATE_,
-WORKFLOW_, WORKER_, AUDIT_). A TOML file (`--config FILE` or RECORD_DELETER_CONFIG) may hold the same
-keys in sections [broker], [database], ...; environment variables win over the file.
+WORKFLOW_, WORKER_, AUDIT_, DASHBOARD_). A TOML file (`--config FILE` or RECORD_DELETER_CONFIG) may
+hold the same keys in sections [broker], [database], ...; environment variables win over the file.
 
 Any setting can also come from a file, as container platforms mount secrets: `NAME_FILE` (e.g.
 DATABASE_URL_FILE) names a file holding NAME's value, and RECORD_DELETER_SECRETS_DIR a directory
@@ -448,6 +448,41 @@ class AuditSettings(_Concern):
     chain_key: SecretStr | None = None
 
 
+class DashboardSettings(_Concern):
+    """`record-deleter dashboard`: the web page on the deletions in flight and their outcomes."""
+
+    model_config = SettingsConfigDict(env_prefix="DASHBOARD_", extra="forbid")
+
+    # 127.0.0.1 by default: the page shows record ids, which are personal data.
+    address: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535, description="0 = any free port (printed)")
+    refresh_seconds: float = Field(default=1.5, ge=0.2, le=3600)
+    # Bounds per refresh: in-flight records read and whose remaining rows are counted (one COUNT
+    # per plan table each), each count reused for `count_cache_seconds`; recent answers shown.
+    in_flight_limit: int = Field(default=50, ge=1, le=10_000)
+    recent_limit: int = Field(default=50, ge=1, le=10_000)
+    count_cache_seconds: float = Field(default=2.0, ge=0, le=3600)
+    # A record with no batch committed for this long shows as waiting (e.g. the database down).
+    running_seconds: float = Field(default=10.0, gt=0, le=86_400)
+    # Comma-separated status URLs of the workers (http://host:WORKER_METRICS_PORT): their
+    # readiness and store errors are shown. Empty: no workers section.
+    worker_urls: str = ""
+
+    @field_validator("worker_urls")
+    @classmethod
+    def _worker_urls(cls, v: str) -> str:
+        for url in (u.strip() for u in v.split(",") if u.strip()):
+            parts = urlsplit(url)
+            credentials = parts.username or parts.password
+            if parts.scheme not in ("http", "https") or not parts.hostname or credentials:
+                raise ValueError("must be comma-separated http(s)://host:port URLs without credentials")
+        return v
+
+    @property
+    def worker_url_list(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.worker_urls.split(",") if u.strip()]
+
+
 class Settings(BaseModel):
     broker: BrokerSettings
     # librdkafka properties passed through to every client (BROKER_PROPERTIES_FILE, BROKER_RDKAFKA_*)
@@ -469,6 +504,8 @@ class Settings(BaseModel):
             chain_key=chain.encode() or None,
         )
 
+    dashboard: DashboardSettings
+
 
 _CONCERNS: dict[str, type[_Concern]] = {
     "broker": BrokerSettings,
@@ -477,6 +514,7 @@ _CONCERNS: dict[str, type[_Concern]] = {
     "workflow": WorkflowSettings,
     "worker": WorkerSettings,
     "audit": AuditSettings,
+    "dashboard": DashboardSettings,
 }
 
 

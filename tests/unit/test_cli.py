@@ -44,6 +44,7 @@ SUBCOMMANDS = [
     "evidence",
     "audit",
     "audit prune",
+    "dashboard",
 ]
 # each command that needs the database, with the arguments it is otherwise valid with
 DATABASE_COMMANDS = {
@@ -56,6 +57,7 @@ DATABASE_COMMANDS = {
     "db": ["upgrade"],
     "evidence": ["some-id"],
     "audit": ["prune"],
+    "dashboard": [],
 }
 
 
@@ -389,3 +391,22 @@ def test_db_upgrade_on_an_unreachable_database_is_one_line_and_exit_3(
         "record-deleter: unreachable: database postgresql+psycopg://app:***@127.0.0.1:1/app: "
     )
     assert "s3cr3t-pw" not in line
+
+
+def test_dashboard_on_a_port_in_use_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    import socket
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("DASHBOARD_PORT", str(taken.getsockname()[1]))
+        assert main(["dashboard"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # nothing else: no broker, no runtime
+    assert line.startswith("record-deleter: cannot serve the dashboard on 127.0.0.1:")
+    assert "Address already in use" in line
+    monkeypatch.setenv("DATABASE_URL", "memory")
+    assert main(["dashboard"]) == 2
+    assert "DATABASE_URL=memory" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from record_deleter.domain.publishing import TopicCompletionPublisher
 from record_deleter.entrypoints.bootstrap import bootstrap
 from record_deleter.entrypoints.containers import (
     AdminContainer,
+    DashboardContainer,
     DemoContainer,
     ProducerContainer,
     WorkerContainer,
@@ -94,3 +95,16 @@ def test_an_adapter_is_swapped_by_argument(tmp_path) -> None:
 def test_an_unknown_override_names_the_providers_there_are(tmp_path) -> None:
     with pytest.raises(TypeError, match=r"no provider .recordstore.*record_store"):
         bootstrap(WorkerContainer, _settings("memory", "memory", "local", tmp_path), recordstore=object())
+
+
+def test_the_dashboard_container_resolves_every_provider(tmp_path) -> None:
+    container = bootstrap(DashboardContainer, _settings("kafka", "sqlite", "remote", tmp_path))
+    try:
+        for provider in container.providers.values():
+            if not isinstance(provider, providers.DependenciesContainer):
+                provider()
+        assert container.server().__class__.__name__ == "DashboardServer"
+        # read-only by construction: nothing that publishes, claims workflows or deletes
+        assert not {"runtime", "resonate", "completion_publisher", "handoff"} & set(container.providers)
+    finally:
+        container.shutdown_resources()

@@ -294,3 +294,35 @@ def test_a_misspelt_audit_variable_is_named_with_the_setting_it_resembles() -> N
     assert unknown_variables({"AUDIT_RETENTON_DAYS": "30"}) == [
         "AUDIT_RETENTON_DAYS is not a setting and is ignored; did you mean AUDIT_RETENTION_DAYS?"
     ]
+
+
+def test_dashboard_settings_are_a_concern_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from record_deleter.entrypoints.settings import effective_settings, unknown_variables
+
+    assert load_settings().dashboard.address == "127.0.0.1"  # the page shows record ids
+    monkeypatch.setenv("DASHBOARD_PORT", "9000")
+    monkeypatch.setenv("DASHBOARD_WORKER_URLS", "http://127.0.0.1:9101, http://127.0.0.1:9102/")
+    settings = load_settings()
+    assert settings.dashboard.port == 9000
+    assert settings.dashboard.worker_url_list == ["http://127.0.0.1:9101", "http://127.0.0.1:9102"]
+    assert ("DASHBOARD_PORT", "9000") in effective_settings(settings)
+    assert unknown_variables({"DASHBOARD_PROT": "1"}) == [
+        "DASHBOARD_PROT is not a setting and is ignored; did you mean DASHBOARD_PORT?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DASHBOARD_PORT", "70000"),
+        ("DASHBOARD_WORKER_URLS", "http://u:secret@host:1"),
+        ("DASHBOARD_WORKER_URLS", "x"),
+    ],
+)
+def test_a_bad_dashboard_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable) as info:
+        load_settings()
+    assert "secret" not in str(info.value)
