@@ -82,7 +82,7 @@ class BrokerSettings(_Concern):
     # is group.min.session.timeout.ms, 6 s). `consumer` (KIP-848): the broker keeps it per group;
     # the worker sets its group's `consumer.session.timeout.ms` at start and `setup-topics` does too
     # (the broker's floor is group.consumer.min.session.timeout.ms, 45 s unless lowered).
-    session_timeout_seconds: float = Field(default=10.0, ge=1, le=3600)
+    session_timeout_seconds: float = Field(default=6.0, ge=1, le=3600)
     # The consumer group protocol. `consumer` (KIP-848, Kafka 4): the broker moves partitions one
     # member at a time, so a worker joining or dying never stops the others, and a backlog spreads
     # over a worker added to drain it. `classic`: cooperative-sticky rebalances (also incremental),
