@@ -7,7 +7,7 @@
 #      image's install step (docker/install-wheel.sh install: from those wheels, no index), so the
 #      Dockerfile's steps run here even without a Docker engine;
 #   3. from an empty temp dir, with record-deleter's settings variables (BROKER_*, DATABASE_*,
-#      RESONATE_*, WORKFLOW_*, WORKER_*, DASHBOARD_*, RECORD_DELETER_CONFIG) and PYTHON* cleared:
+#      RESONATE_*, WORKFLOW_*, WORKER_*, AUDIT_*, DASHBOARD_*, RECORD_DELETER_CONFIG) and PYTHON* cleared:
 #        record_deleter is imported from the venv, not the checkout
 #        record-deleter --version                      prints the wheel's version
 #        DATABASE_URL=sqlite:///... record-deleter db upgrade   (the migrations ship inside)
@@ -83,7 +83,7 @@ say "ok  installed into a fresh venv, $("$tmp/venv/bin/python" -V 2>&1) (${STEP_
 # ----------------------------------------------------------------- checks
 cd "$tmp/run"
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep -E \
-  '^(BROKER|DATABASE|RESONATE|WORKFLOW|WORKER|DASHBOARD)_|^RECORD_DELETER_CONFIG$|^PYTHON(PATH|HOME|STARTUP|USERBASE|SAFEPATH)$' || true)
+  '^(BROKER|DATABASE|RESONATE|WORKFLOW|WORKER|AUDIT|DASHBOARD)_|^RECORD_DELETER_CONFIG$|^PYTHON(PATH|HOME|STARTUP|USERBASE|SAFEPATH)$' || true)
 export PYTHONNOUSERSITE=1
 export PATH="$tmp/venv/bin:$PATH"
 

@@ -2,7 +2,7 @@
 
 * `/` (and `/dashboard.js`, `/dashboard.css`): the page, shipped as package data, no build step.
 * `/api/overview`: in flight, recent answers, throughput, workers (`DashboardOverview`).
-* `/api/history?record=ID`: one record's whole history (`sql_dashboard.record_history`).
+* `/api/history?record=ID`: one record's whole history, as `record-deleter evidence` reads it.
 
 Served like the worker's status endpoint (`status_http`), by the standard library's WSGI server
 on a thread of its own per request: a page polled every second or two by a few people needs no

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.errors import InvalidRecordId, RecordStoreUnavailable
+from ..domain.evidence import RecordHistory
 from ..domain.model import RecordId
 from . import sql_dashboard as ledger
 from .resonate_pending import PendingRequest
@@ -131,9 +132,43 @@ class RowsLeftCounter:
             return None
 
 
-def history_document(engine: Engine, query: str) -> dict[str, Any]:
-    """`sql_dashboard.record_history` as JSON (the search box's answer)."""
-    return to_json(ledger.record_history(engine, query))  # type: ignore[no-any-return]
+def history_document(find: Callable[[str], RecordHistory | None], query: str) -> dict[str, Any]:
+    """The search box's answer: one record's whole history as `record-deleter evidence` reads it
+    (`EvidenceArchive.find_history`: the id, or a hashed id as the ledger or a log line shows
+    it), laid out as four tables (requests, attempts, answers, batches), with the audit chain's
+    verdict. A malformed or ambiguous id is an `error`, not an exception."""
+    try:
+        found = find(query.strip())
+    except InvalidRecordId as exc:
+        return {"query": query, "error": str(exc)}
+    if found is None:
+        empty: list[Any] = []
+        return {
+            "query": query,
+            "chain": None,
+            "requests": empty,
+            "attempts": [],
+            "answers": [],
+            "batches": [],
+        }
+    shown = ledger.shown_id(found.record_id)
+
+    def rows(items: Any) -> list[dict[str, Any]]:
+        return [{"shown_id": shown, **to_json(item)} for item in items]
+
+    attempts = found.attempts
+    summary = [{k: v for k, v in to_json(a).items() if k not in _NESTED} for a in attempts]
+    return {
+        "query": query,
+        "chain": {"intact": found.chain.intact, "summary": found.chain.summary()},
+        "requests": rows(r for a in attempts for r in a.requests),
+        "attempts": [{"shown_id": shown, **a} for a in summary],
+        "answers": rows(x for a in attempts for x in a.answers),
+        "batches": rows(b for a in attempts for b in a.batch_rows),
+    }
+
+
+_NESTED = ("requests", "batch_rows", "answers")  # an attempt's own rows, shown as tables of their own
 
 
 class DashboardOverview:

@@ -1,5 +1,5 @@
 """What the dashboard reads from the deletion ledger: records in flight, recent answers,
-throughput, and one record's whole history (`record_history`).
+throughput (one record's whole history is the evidence reader's: `SqlRecordStore.find_history`).
 
 Read-only, and bounded per refresh: a person watching the page must not slow the workers down.
 In-flight records are read at most `limit` at a time (their remaining rows are counted by
@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Integer, and_, cast, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import ColumnElement, Connection, Integer, and_, cast, func, select
 
-from ..domain.errors import RecordStoreUnavailable
 from .sql_schema import deletion_answers, deletion_attempts, deletion_audit, deletion_requests
 
 HASHED_ID = re.compile(r"[0-9a-f]{64}")
@@ -235,56 +233,3 @@ def throughput(conn: Connection, window_seconds: int, bucket_seconds: int) -> Th
         [rows.get(b, 0) for b in numbers],
         [done.get(b, 0) for b in numbers],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RecordHistory:
-    """Everything the ledger holds about one record (or the records a hashed-id prefix matches)."""
-
-    query: str
-    requests: list[dict[str, Any]]
-    attempts: list[dict[str, Any]]
-    batches: list[dict[str, Any]]
-    answers: list[dict[str, Any]]
-
-
-def _matching(column: Any, query: str) -> ColumnElement[bool]:
-    """The id itself, or (16-64 hex digits, as logs show a hashed id) the hashed ids it begins."""
-    if re.fullmatch(r"[0-9a-f]{16,63}", query):
-        return or_(column == query, column.like(query + "%"))
-    return column == query  # type: ignore[no-any-return]
-
-
-def _rows(conn: Connection, table: Any, query: str, limit: int) -> list[dict[str, Any]]:
-    c = table.c
-    selected = select(table).where(_matching(c.record_id, query)).order_by(c.record_id).limit(limit)
-    out = []
-    for row in conn.execute(selected):
-        item: dict[str, Any] = {
-            k: as_utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()
-        }
-        item["shown_id"] = shown_id(str(row._mapping["record_id"]))
-        out.append(item)
-    return out
-
-
-def record_history(engine: Engine, query: str, *, limit: int = 5000) -> RecordHistory:
-    """One record's whole history: every request message, attempt, batch and answer, oldest first.
-
-    The one function the dashboard's search calls: the evidence module reads the same tables and
-    can take its place. Each list holds at most `limit` rows (a record of millions of rows has
-    thousands of batches)."""
-    query = query.strip()
-    try:
-        with engine.connect() as conn:
-            requests = _rows(conn, deletion_requests, query, limit)
-            attempts = _rows(conn, deletion_attempts, query, limit)
-            batches = _rows(conn, deletion_audit, query, limit)
-            answers = _rows(conn, deletion_answers, query, limit)
-    except SQLAlchemyError as exc:
-        raise RecordStoreUnavailable(f"reading the record's history: {type(exc).__name__}") from exc
-    requests.sort(key=lambda r: r["id"])
-    attempts.sort(key=lambda r: (r["record_id"], r["attempt"]))
-    batches.sort(key=lambda r: r["id"])
-    answers.sort(key=lambda r: r["id"])
-    return RecordHistory(query, requests, attempts, batches, answers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
 
-from ..domain.errors import DeletionPlanInvalid, RecordStoreUnavailable
+from ..domain.errors import DeletionPlanInvalid, InvalidRecordId, RecordStoreUnavailable
 from ..domain.evidence import Delivery, PruneCounts, RecordHistory
 from ..domain.model import (
     Answer,
@@ -75,6 +76,10 @@ class DeletionPlan:
 
     def __str__(self) -> str:
         return ",".join(f"{s.table}:{s.key_column}:{s.pk_column}" for s in self.steps)
+
+
+# A hashed ledger id as a log line (16 hex digits) or the ledger (64) shows it.
+_HASH_FORMS = re.compile(r"[0-9a-f]{16}|[0-9a-f]{64}")
 
 
 class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchive):
@@ -163,6 +168,19 @@ class SqlRecordStore(RecordStore, RecordInventory, DeletionLedger, EvidenceArchi
 
     def history(self, record_id: RecordId) -> RecordHistory | None:
         return self.history_of_stored(self._ledger(record_id).value)
+
+    def find_history(self, given: str) -> RecordHistory | None:
+        """The id as given (hashed first when the ledger hashes ids); with a hashed ledger also its
+        HMAC as the ledger (64 hex digits) or a log line (the first 16) shows it."""
+        found = self.history(RecordId(given))
+        if found is not None or self._identity.ledger_key is None or not _HASH_FORMS.fullmatch(given):
+            return found
+        if len(given) == 64:
+            return self.history_of_stored(given)
+        matches = self.stored_ids_starting(given)
+        if len(matches) > 1:
+            raise InvalidRecordId(f"{given} starts more than one hashed id; give all 64 hex digits")
+        return self.history_of_stored(matches[0]) if matches else None
 
     def history_of_stored(self, stored_id: str) -> RecordHistory | None:
         """`history` by the id as the ledger stores it (a hashed ledger's 64 hex digits)."""

@@ -75,6 +75,12 @@ class EvidenceArchive(Protocol):
         audit chain checked; None when the record was never requested."""
         ...
 
+    def find_history(self, given: str) -> RecordHistory | None:
+        """`history` of a record as an operator names it (`evidence ID`, the dashboard's search):
+        its id, or, where the ledger stores ids hashed, the hash as the ledger or a log line shows
+        it. Raises InvalidRecordId for an id that is malformed or names more than one record."""
+        return self.history(RecordId(given))
+
     def prune(self, finished_before: datetime, *, dry_run: bool) -> PruneCounts:
         """Remove closed attempts finished before the cutoff with their batches, requests and
         answers (never a running attempt); return what was (or would be) removed."""

@@ -12,14 +12,11 @@ import json
 import logging
 import math
 import random
-import re
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..adapters.sql_store import SqlRecordStore
 from ..domain.errors import InvalidRecordId
-from ..domain.evidence import RecordHistory
 from ..domain.messages import encode_request
 from ..domain.model import AttemptRecord, RecordId
 from .bootstrap import bootstrap
@@ -34,7 +31,6 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_CHAIN_BROKEN = 1  # `evidence`: the audit chain does not verify
 EXIT_NEVER_REQUESTED = 4  # `evidence`: the ledger holds nothing about the record
-_HEX = re.compile(r"[0-9a-f]{16}|[0-9a-f]{64}")
 RETRY_HEADER = "record-deleter-retry-of"
 
 
@@ -249,7 +245,7 @@ def evidence(args: argparse.Namespace, settings: Settings) -> int:
     checked: exit 0 intact, 1 broken, 4 never requested (2: a bad id, refused before)."""
     container = bootstrap(AdminContainer, settings)
     try:
-        history = _find_history(container.record_store(), args.record_id, settings)
+        history = container.record_store().find_history(args.record_id)
     except InvalidRecordId as exc:  # an ambiguous hash prefix: a bad id (2), not a broken chain (1)
         print(f"record-deleter: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -260,21 +256,6 @@ def evidence(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_NEVER_REQUESTED
     print(as_json(history) if args.format == "json" else as_markdown(history))
     return EXIT_OK if history.chain.intact else EXIT_CHAIN_BROKEN
-
-
-def _find_history(store: Any, given: str, settings: Settings) -> RecordHistory | None:
-    """The id as given (hashed first when the ledger hashes ids); with a hashed ledger also its
-    HMAC as the ledger (64 hex digits) or a log line (the first 16) shows it."""
-    found: RecordHistory | None = store.history(RecordId(given))
-    hashed = settings.audit.record_ids == "hashed"
-    if found is not None or not hashed or not _HEX.fullmatch(given) or not isinstance(store, SqlRecordStore):
-        return found
-    if len(given) == 64:
-        return store.history_of_stored(given)
-    matches = store.stored_ids_starting(given)
-    if len(matches) > 1:
-        raise InvalidRecordId(f"{given} starts more than one hashed id; give all 64 hex digits")
-    return store.history_of_stored(matches[0]) if matches else None
 
 
 def audit_prune(args: argparse.Namespace, settings: Settings) -> int:

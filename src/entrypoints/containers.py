@@ -325,6 +325,8 @@ class DashboardContainer(containers.DeclarativeContainer):
     app = providers.Singleton(
         DashboardApp,
         overview=overview,
-        history=providers.Factory(functools.partial, history_document, engine),
+        history=providers.Factory(
+            functools.partial, history_document, database.record_store.provided.find_history
+        ),
     )
     server = providers.Singleton(DashboardServer, app)

@@ -26,7 +26,10 @@ WORKER_COMMAND = ("-m", "record_deleter", "worker")
 FAULT_WORKER_COMMAND = ("-m", "tests.system.fault_worker")
 # The application's settings namespaces, and libpq's defaults: a child sees only what it is given
 # (DATABASE_URL in particular names the shared PostgreSQL in the test environment).
-SETTINGS_PREFIXES = ("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "DASHBOARD_", "PG")
+SETTINGS_PREFIXES = (
+    *("BROKER_", "DATABASE_", "RESONATE_", "WORKFLOW_", "WORKER_", "AUDIT_", "DASHBOARD_"),
+    "PG",
+)
 # The shared Resonate server's basic-auth credentials (scripts/services.sh exports them): kept, so
 # every worker talks to it; a private server without auth ignores them.
 SHARED_CREDENTIALS = ("RESONATE_USERNAME", "RESONATE_PASSWORD")

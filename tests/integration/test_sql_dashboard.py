@@ -166,7 +166,9 @@ def test_throughput_buckets_rows_and_completed_records_of_the_window(engine) -> 
     assert sum(t.rows[-2:]) == 150  # in the newest buckets
 
 
-def test_record_history_is_every_request_attempt_batch_and_answer_of_one_record(engine) -> None:
+def test_the_search_shows_every_request_attempt_batch_and_answer_of_one_record(engine) -> None:
+    """The search box reads what `record-deleter evidence` reads (`find_history`), as four tables
+    and the chain's verdict: these hand-written batch rows carry no valid hash, so it is broken."""
     attempt(
         engine, "rec", 1, "failed", 300, finished_at=ago(200), reason="plan", plan="record_rows:record_id"
     )
@@ -178,29 +180,35 @@ def test_record_history_is_every_request_attempt_batch_and_answer_of_one_record(
     answer(engine, "rec", 1, offset=1, outcome="failed")
     answer(engine, "rec", 2, offset=5)
     request(engine, "other", 1, offset=2)
-    history = ledger.record_history(engine, " rec ")
-    assert [r["offset"] for r in history.requests] == [1, 5]
-    assert [(a["attempt"], a["state"]) for a in history.attempts] == [(1, "failed"), (2, "done")]
-    assert history.attempts[0]["plan"] == "record_rows:record_id"
-    assert history.attempts[1]["final_counts"] == '{"record_rows": 0}'
-    assert [(b["rows_deleted"], b["worker"]) for b in history.batches] == [(10, "worker-a"), (3, None)]
-    assert json.loads(history.batches[0]["tables"]) == {"record_rows": 10}
-    assert [(a["outcome"], a["offset"]) for a in history.answers] == [("failed", 1001), ("deleted", 1005)]
-    document = history_document(engine, "rec")
-    json.dumps(document)  # JSON-ready: datetimes as ISO strings
-    assert document["attempts"][0]["started_at"].endswith("+00:00")
-    assert ledger.record_history(engine, "nobody").requests == []
+    find = builders.sql_store(engine).find_history
+    history = history_document(find, " rec ")
+    json.dumps(history)  # JSON-ready: datetimes as ISO strings
+    assert [r["offset"] for r in history["requests"]] == [1, 5]
+    assert [(a["attempt"], a["state"]) for a in history["attempts"]] == [(1, "failed"), (2, "done")]
+    assert history["attempts"][0]["plan"] == "record_rows:record_id"
+    assert history["attempts"][0]["started_at"].endswith("+00:00")
+    assert history["attempts"][1]["final_counts"] == {"record_rows": 0}
+    assert [(b["rows_deleted"], b["worker"]) for b in history["batches"]] == [(10, "worker-a"), (3, None)]
+    assert history["batches"][0]["tables"] == {"record_rows": 10}
+    assert [(a["outcome"], a["offset"]) for a in history["answers"]] == [("failed", 1001), ("deleted", 1005)]
+    assert history["chain"]["intact"] is False
+    assert history["chain"]["summary"].startswith("chain broken")
+    assert history_document(find, "nobody")["chain"] is None
+    assert "error" in history_document(find, "bad\x00id")
 
 
 def test_a_hashed_id_is_shown_and_found_by_the_16_digits_the_logs_show(engine) -> None:
+    from record_deleter.adapters.evidence_chain import AuditIdentity
+
     attempt(engine, HASHED, 1, "running", 10)
     request(engine, HASHED, 1, offset=3)
     with engine.connect() as conn:
         (row,) = ledger.in_flight(conn, limit=5)
     assert row.shown_id == HASHED[:16]
-    history = ledger.record_history(engine, HASHED[:16])
-    assert [r["offset"] for r in history.requests] == [3]
-    assert history.requests[0]["shown_id"] == HASHED[:16]
+    store = builders.sql_store(engine, identity=AuditIdentity(ledger_key=b"k"))
+    history = history_document(store.find_history, HASHED[:16])
+    assert [r["offset"] for r in history["requests"]] == [3]
+    assert history["requests"][0]["shown_id"] == HASHED[:16]
 
 
 def test_rows_left_are_counted_in_the_plans_tables_and_running_differs_from_waiting(engine) -> None:

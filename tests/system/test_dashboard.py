@@ -189,6 +189,9 @@ def _watch(page: Page, big: str, count: int, worker: Process) -> None:
     history = page.locator("#history")
     assert "Requests (1)" in (history.text_content() or "")
     assert "Attempts (1)" in (history.text_content() or "")
+    # the chain the worker wrote, verified as `record-deleter evidence` does
+    assert "audit chain intact" in (history.text_content() or "")
+    assert "Answers (1)" in (history.text_content() or "")
     batches = number(page.locator("#history h3:has-text('Batches')").text_content())
     assert batches is not None
     assert batches >= BIG_ROWS // BATCH

@@ -13,7 +13,10 @@ function el(tag, text, cls) {
   return node;
 }
 
-function shown(value) { return value === null || value === undefined || value === "" ? DASH : value; }
+function shown(value) {
+  if (value === null || value === undefined || value === "") return DASH;
+  return typeof value === "object" ? JSON.stringify(value) : value;  // a batch's rows per table
+}
 
 function number(value) { return value === null || value === undefined ? DASH : Number(value).toLocaleString("en"); }
 
@@ -165,7 +168,9 @@ async function search(event) {
     const response = await fetch("/api/history?record=" + encodeURIComponent(query), { cache: "no-store" });
     const h = await response.json();
     if (h.error) { box.replaceChildren(el("p", h.error, "error")); return; }
+    if (!h.chain) { box.replaceChildren(el("p", "never requested: the ledger holds nothing about " + query, "muted")); return; }
     box.replaceChildren(
+      el("p", "audit " + h.chain.summary, h.chain.intact ? "muted" : "error"),
       historyTable("Requests", h.requests, ["shown_id", "attempt", "topic", "partition", "offset", "received_at"]),
       historyTable("Attempts", h.attempts, ["shown_id", "attempt", "state", "started_at", "finished_at", "rows_deleted", "batches", "reason"]),
       historyTable("Answers", h.answers, ["shown_id", "attempt", "outcome", "topic", "partition", "offset", "worker", "published_at"]),
