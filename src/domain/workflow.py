@@ -254,28 +254,34 @@ def publish_answer(
     )
 
 
-ANSWER_RECORD_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # about 19 s, then the evidence lacks the row
+ANSWER_RECORD_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # then every 10 s until the database is back
 
 
 def _record_answer(p: WorkflowPorts, answer: Answer, delivery: Delivery) -> None:
     """Keep where the answer landed. The answer is already out: recording must never make the step
-    fail (its retry would publish it again), so a transient store error is retried here, briefly,
-    and anything else, or an outage that outlasts the retries, only leaves the row out (logged)."""
-    for delay in (*ANSWER_RECORD_DELAYS, None):
+    fail (its retry would publish it again). A transient store error (the database down, a lock
+    timeout) is retried here for as long as it lasts, as every other step waits out an outage: the
+    evidence of an erasure must not lack its answer because the database failed over at that
+    moment. Anything else (a bug, a schema that refuses the row) only leaves the row out, logged."""
+    tries = 0
+    while True:
         try:
             p.store.record_answer(answer, delivery)
             return
         except RecordStoreUnavailable as exc:
-            if delay is None:
-                error = _log_text(exc)
-                break
-            time.sleep(delay)
+            p.events.emit(
+                "store_error", record_id=answer.record_id.value, attempt=answer.attempt, error=_log_text(exc)
+            )
+            time.sleep(ANSWER_RECORD_DELAYS[min(tries, len(ANSWER_RECORD_DELAYS) - 1)])
+            tries += 1
         except Exception as exc:
-            error = _log_text(exc)
-            break
-    p.events.emit(
-        "answer_not_recorded", record_id=answer.record_id.value, attempt=answer.attempt, error=error
-    )
+            p.events.emit(
+                "answer_not_recorded",
+                record_id=answer.record_id.value,
+                attempt=answer.attempt,
+                error=_log_text(exc),
+            )
+            return
 
 
 def _request(
