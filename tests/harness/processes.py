@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .endpoints import ROOT
 from .events import Event, EventLog, parse
@@ -46,6 +47,21 @@ def cli_env(**settings: str) -> dict[str, str]:
     env.update(settings)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def evidence_report(record_id: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """`record-deleter evidence ID --format json` as an operator runs it: (exit code, report)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "record_deleter", "evidence", record_id, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 0 intact, 1 broken: both print the report
+    return done.returncode, json.loads(done.stdout)
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

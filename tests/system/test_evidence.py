@@ -6,17 +6,14 @@ came from, every batch, nothing left, and where the answer really landed on the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from typing import Any
 
 import pytest
 
 from tests.conftest import wait_for
 from tests.harness import (
-    ROOT,
     Topics,
     cli_env,
+    evidence_report,
     kafka_bootstrap,
     postgres_url,
     read_topic,
@@ -29,20 +26,6 @@ from tests.harness import (
 pytestmark = pytest.mark.system
 
 ROWS = 2_345
-
-
-def _evidence(record_id: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "record_deleter", "evidence", record_id, "--format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode in (0, 1), done.stderr[-2000:]
-    return done.returncode, json.loads(done.stdout)
 
 
 def test_evidence_of_a_real_deletion_matches_the_topics_and_the_database(tmp_path) -> None:
@@ -74,7 +57,7 @@ def test_evidence_of_a_real_deletion_matches_the_topics_and_the_database(tmp_pat
         run_cli("produce", "-n", "1", "--prefix", prefix, env=env)
         [answer] = read_topic(bootstrap, topics.completion, expect=1, timeout=120, settle=0)
         code, report = wait_for(
-            lambda: (found := _evidence(record, env))[1]["attempts"][0]["answers"] and found,
+            lambda: (found := evidence_report(record, env))[1]["attempts"][0]["answers"] and found,
             timeout=30,
             interval=0.5,
             message="the answer's coordinates recorded",

@@ -36,6 +36,7 @@ from tests.harness import (
     Supervisor,
     completion_ids,
     database,
+    evidence_report,
     first_handoffs,
     free_port,
     held_partitions,
@@ -240,6 +241,21 @@ def test_two_workers_the_one_holding_the_work_is_killed_the_other_completes_it(
     outcome.check(max_extra_per_record=1, max_copies=1)
     assert took_over == len(ids), f"the survivor ran batches of {took_over} of {len(ids)} records"
     assert dep.lag() == 0
+    # The evidence of each record tells the same story: the killed worker's batches, then the
+    # survivor's, every row accounted for, one intact chain across both.
+    workers_per_record = []
+    for r in records:
+        code, evidence = evidence_report(r.id, dep.env)
+        assert code == 0, evidence["chain"]
+        [attempt] = evidence["attempts"]
+        assert attempt["state"] == "done"
+        assert attempt["final_counts"] == {"record_rows": 0, "records": 0}
+        assert sum(b["tables"]["record_rows"] for b in attempt["batch_rows"]) == 50
+        assert len(attempt["answers"]) == 1
+        workers_per_record.append(len({b["worker"] for b in attempt["batch_rows"]}))
+    assert 2 in workers_per_record, (
+        f"a deletion began on the killed worker and ended on the survivor: {workers_per_record}"
+    )
     report(
         "failover-two-workers",
         workers=2,
