@@ -4,7 +4,7 @@
 * `/api/overview`: in flight, recent answers, throughput, workers (`DashboardOverview`).
 * `/api/history?record=ID`: one record's whole history, as `record-deleter evidence` reads it.
 
-Served like the worker's status endpoint (`status_http`), by the standard library's WSGI server
+Served like the worker's status endpoint (`wsgi_serving`), by the standard library's WSGI server
 on a thread of its own per request: a page polled every second or two by a few people needs no
 framework. Record ids and reasons are untrusted text: the page writes them with `textContent`
 only, and every response forbids what an injected string could use anyway (a Content-Security-
@@ -14,15 +14,13 @@ Policy allowing this origin's script only, no sniffing, no framing).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
-from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..domain.errors import RecordStoreUnavailable
+from .wsgi_serving import ThreadedWsgiServer
 
 MAX_QUERY = 300  # a record id is at most 128 characters; anything longer is not one
 STATIC = {
@@ -99,35 +97,17 @@ class DashboardApp:
         return [body]
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one request per open page every second or two: not worth a log line each
-
-
 class DashboardServer:
     """Serves `app` on `address:port` from a daemon thread until `stop()`."""
 
     def __init__(self, app: DashboardApp) -> None:
-        self._app = app
-        self._server: _Server | None = None
+        self._http = ThreadedWsgiServer(
+            app, what="the dashboard", thread_name="dashboard-http", error=DashboardServerError
+        )
 
     def start(self, address: str, port: int) -> int:
         """Bind and serve; returns the port (the one the OS chose when `port` is 0)."""
-        try:
-            server = make_server(address, port, self._app, server_class=_Server, handler_class=_QuietHandler)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise DashboardServerError(f"cannot serve the dashboard on {address}:{port}: {reason}") from exc
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="dashboard-http", daemon=True).start()
-        return int(server.server_port)
+        return self._http.start(address, port)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()

@@ -8,8 +8,7 @@
   (partitions assigned, the Resonate server and the database reachable). Checks run at most once
   per `cache_seconds`, so scrapes and probes do not load the services.
 
-Served by the standard library's WSGI server on a thread pool of its own (one thread per request):
-an endpoint this small needs no framework, and prometheus-client provides the metrics app.
+Served by the standard library's WSGI server, a thread per request (`wsgi_serving`).
 """
 
 from __future__ import annotations
@@ -19,14 +18,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+from .wsgi_serving import ThreadedWsgiServer
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +61,6 @@ class _CachedCheck:
             return self._result
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # scrapes and probes every few seconds: not worth a log line each
-
-
 class StatusServer:
     """Serves the three endpoints on `address:port` from a daemon thread until `stop()`."""
 
@@ -85,27 +75,16 @@ class StatusServer:
         self._metrics = make_wsgi_app(registry)
         self._live = {name: _CachedCheck(c, 0.0) for name, c in live.items()}
         self._ready = {name: _CachedCheck(c, cache_seconds) for name, c in ready.items()}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = ThreadedWsgiServer(
+            self._app, what="the status endpoint", thread_name="status-http", error=StatusServerError
+        )
 
     def start(self, address: str, port: int) -> int:
         """Bind and serve; returns the port (the one the OS chose when `port` is 0)."""
-        try:
-            server = make_server(address, port, self._app, server_class=_Server, handler_class=_QuietHandler)
-        except OSError as exc:
-            raise StatusServerError(
-                f"cannot serve the status endpoint on {address}:{port}: {exc.strerror}"
-            ) from exc
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="status-http", daemon=True)
-        self._thread.start()
-        return int(server.server_port)
+        return self._http.start(address, port)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
