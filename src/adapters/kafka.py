@@ -253,6 +253,13 @@ class KafkaRequestSource(RequestSource):
             return None
         err = msg.error()
         if err is not None:
+            if err.code() == KafkaError.FENCED_INSTANCE_ID:
+                # static membership: another process joined with this worker's group.instance.id,
+                # a setting to fix (two workers sharing one name would fence each other forever)
+                raise BrokerRefused(
+                    f"another consumer joined group with this worker's group.instance.id "
+                    f"(BROKER_RDKAFKA_GROUP_INSTANCE_ID must differ per worker): {err.str()}"
+                )
             if err.fatal():
                 raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
             log.warning("consumer: %s", err.str())
