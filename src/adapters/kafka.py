@@ -253,14 +253,16 @@ class KafkaRequestSource(RequestSource):
             return None
         err = msg.error()
         if err is not None:
-            if err.code() == KafkaError.FENCED_INSTANCE_ID:
+            # A fatal error reaches poll() as _FATAL (librdkafka's wrapper around the original code):
+            # the consumer is dead from then on, so the run must end, not log and poll on.
+            if err.code() == KafkaError.FENCED_INSTANCE_ID or "fenced" in err.str():
                 # static membership: another process joined with this worker's group.instance.id,
                 # a setting to fix (two workers sharing one name would fence each other forever)
                 raise BrokerRefused(
-                    f"another consumer joined group with this worker's group.instance.id "
+                    "another consumer joined the group with this worker's group.instance.id "
                     f"(BROKER_RDKAFKA_GROUP_INSTANCE_ID must differ per worker): {err.str()}"
                 )
-            if err.fatal():
+            if err.fatal() or err.code() == KafkaError._FATAL:
                 raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
             log.warning("consumer: %s", err.str())
             return None

@@ -18,7 +18,7 @@ from record_deleter.adapters.kafka import (
     KafkaTopicWriter,
 )
 from record_deleter.adapters.redpanda import redpanda_client_config
-from record_deleter.domain.errors import HandOffUnavailable, PublishFailed
+from record_deleter.domain.errors import BrokerRefused, HandOffUnavailable, PublishFailed
 from record_deleter.domain.handoff import HandOff, HandOffGaveUp, RetryBudget
 from record_deleter.domain.model import Answer, AttemptTotals, InboundMessage, RecordId, RequestRef
 from record_deleter.domain.ports import WorkflowStarter
@@ -312,3 +312,35 @@ def test_classic_protocol_moves_only_the_partitions_that_change_hands(
         if (m := re.match(r"revoking partitions \[([^\]]*)\]", r.getMessage()))
     ]
     assert len(revoked[0]) == 2, f"only the two moving partitions are revoked first: {revoked}"
+
+
+def test_two_workers_sharing_a_static_member_name_are_told_so(
+    bootstrap: str, client: KafkaClientConfig
+) -> None:
+    """Static membership (BROKER_RDKAFKA_GROUP_INSTANCE_ID) with one name on two workers: one fences
+    the other, whose run ends (its consumer is dead) with a line naming the setting to fix."""
+    topic, group = unique("req"), unique("group")
+    create_topics(bootstrap, {topic: 2})
+    b = {"unavailable_after": 60.0, "session_timeout": 10.0, "group_protocol": "classic"}
+    same = {"group.instance.id": unique("pod")}
+    first = KafkaRequestSource(client, topic, group, **b, extra=same)
+    second = None
+    refused: list[str] = []
+    try:
+        wait_for(lambda: first.poll(0.2) is None and first.held_partitions(), timeout=60, message="joined")
+        second = KafkaRequestSource(client, topic, group, **b, extra=same)
+
+        def fenced() -> bool:
+            for source in (first, second):
+                try:
+                    source.poll(0.1)  # type: ignore[union-attr]
+                except BrokerRefused as exc:
+                    refused.append(str(exc))
+            return bool(refused)
+
+        wait_for(fenced, timeout=60, message="one of the two fenced")
+    finally:
+        for source in (first, second):
+            if source is not None:
+                source._consumer.close()
+    assert "BROKER_RDKAFKA_GROUP_INSTANCE_ID must differ per worker" in refused[0]
