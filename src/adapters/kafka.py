@@ -255,14 +255,14 @@ class KafkaRequestSource(RequestSource):
         if err is not None:
             # A fatal error reaches poll() as _FATAL (librdkafka's wrapper around the original code):
             # the consumer is dead from then on, so the run must end, not log and poll on.
-            if err.code() == KafkaError.FENCED_INSTANCE_ID or "fenced" in err.str():
-                # static membership: another process joined with this worker's group.instance.id,
-                # a setting to fix (two workers sharing one name would fence each other forever)
-                raise BrokerRefused(
-                    "another consumer joined the group with this worker's group.instance.id "
-                    f"(BROKER_RDKAFKA_GROUP_INSTANCE_ID must differ per worker): {err.str()}"
-                )
             if err.fatal() or err.code() == KafkaError._FATAL:
+                if "group.instance.id" in err.str():
+                    # static membership: another process joined with this worker's instance id, a
+                    # setting to fix (two workers sharing one name would fence each other forever)
+                    raise BrokerRefused(
+                        "another consumer joined the group with this worker's group.instance.id "
+                        f"(BROKER_RDKAFKA_GROUP_INSTANCE_ID must differ per worker): {err.str()}"
+                    )
                 raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
             log.warning("consumer: %s", err.str())
             return None
