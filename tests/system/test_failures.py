@@ -704,31 +704,38 @@ def test_prometheus_endpoint_counts_what_happened(deployment_factory, tmp_path) 
 
 # --------------------------------------------------------------------------------------------- 7
 SOAK_SECONDS = float(os.environ.get("RD_SOAK_SECONDS") or 0)  # 0: the short soak of the default suite
-STATIC = os.environ.get("RD_SOAK_STATIC") == "1"
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(int(SOAK_SECONDS) * 2 + 600 if SOAK_SECONDS else 300)
-def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> None:
+@pytest.mark.parametrize("membership", ["dynamic", "static"])
+def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path, membership: str) -> None:
     """Three supervised workers, requests arriving in waves, a random worker (sometimes two) SIGKILLed
     every 3-8 s for the kill window; afterwards every record is complete, lost = 0, completions per
     record = 1 except publish-window re-publishes (identical, same idempotency-key). Some records
     are requested again in later waves: every distinct request message gets its own answer.
 
     Default: ~150 records, a 40 s kill window. RD_SOAK_SECONDS=600: a 600 s window and ~2.5 records/s.
-    RD_SOAK_SEED fixes the random schedule (printed in the summary)."""
+    RD_SOAK_SEED fixes the random schedule (printed in the summary).
+
+    `dynamic`: the defaults (the KIP-848 consumer protocol; a killed worker's partitions move after
+    the session timeout). `static`: what README recommends where a supervisor restarts workers in
+    place (systemd, a StatefulSet): the classic protocol and a group instance id per worker, so a
+    restarted worker takes its partitions straight back."""
     window = SOAK_SECONDS or 40.0
     wave_every = 5.0 if not SOAK_SECONDS else 10.0
     waves = int(window // wave_every)
     total = 150 if not SOAK_SECONDS else int(window * 2.5)
     seed = int(os.environ.get("RD_SOAK_SEED") or random.SystemRandom().randrange(1_000_000))
     rng = random.Random(seed)
+    static = membership == "static"
     dep = deployment_factory(
         "soak",
         partitions=6,
         batch_size=20,
         WORKFLOW_PAUSE_SECONDS="0.2",
         RESONATE_TTL="3",
+        **({"BROKER_GROUP_PROTOCOL": "classic"} if static else {}),
     )
     records = dep.seed([round(10 ** rng.uniform(0, 2.5)) for _ in range(total)])
     per_wave = -(-total // waves)
@@ -740,7 +747,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
     started = time.monotonic()
     with (
         topic_reader(dep.bootstrap, dep.completion_topic) as reader,
-        Supervisor(dep.env, tmp_path, 3, restart_delay=0.5, static_members=STATIC) as workers,
+        Supervisor(dep.env, tmp_path, 3, restart_delay=0.5, static_members=static) as workers,
     ):
         next_wave, next_kill = started, started + rng.uniform(3, 8)
         while time.monotonic() - started < window or plan:
@@ -786,7 +793,7 @@ def test_soak_random_sigkills_of_three_workers(deployment_factory, tmp_path) -> 
         "soak",
         seed=seed,
         workers=3,
-        static_members=STATIC,
+        membership=membership,
         kill_window_seconds=window,
         crashes_injected=len(kills),
         worker_exits=len(crashes),
