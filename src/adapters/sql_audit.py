@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, Select, bindparam, insert, select
 
 from ..domain.evidence import Delivery
 from ..domain.model import Answer
@@ -34,15 +34,20 @@ def chain_tail(conn: Connection, stored_id: str, attempt: int, *, locked: bool) 
     transaction holds it already: `locked`), so two batches of one attempt (a zombie step after a
     crash) take turns and the chain stays a line: the read after the lock sees the other's
     committed row. SQLite has one writer at a time already."""
-    a, d = deletion_attempts.c, deletion_audit.c
+    a = deletion_attempts.c
     if conn.dialect.name == "postgresql" and not locked:
         conn.execute(
             select(a.attempt).where(a.record_id == stored_id, a.attempt == attempt).with_for_update()
         )
-    tail = conn.execute(
-        select(d.chain_hash).where(d.record_id == stored_id).order_by(d.id.desc()).limit(1)
-    ).scalar()
+    tail = conn.execute(chain_tail_query(stored_id)).scalar()
     return str(tail or "")
+
+
+def chain_tail_query(stored_id: str) -> Select[tuple[str | None]]:
+    """The record's newest audit row's hash: one probe of `ix_deletion_audit_record_id_id` from
+    its end (rd0004), however many batches the record has."""
+    d = deletion_audit.c
+    return select(d.chain_hash).where(d.record_id == stored_id).order_by(d.id.desc()).limit(1)
 
 
 def write_batch(

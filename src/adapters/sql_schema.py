@@ -43,7 +43,7 @@ deletion_audit = Table(
     "deletion_audit",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("record_id", String(128), nullable=False, index=True),
+    Column("record_id", String(128), nullable=False),
     Column("rows_deleted", Integer, nullable=False),
     Column("deleted_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Column("attempt", Integer, nullable=False, server_default="1"),
@@ -53,6 +53,8 @@ deletion_audit = Table(
     Column("worker", String(200), nullable=True),
     Column("chain_hash", String(64), nullable=True),
     Index("ix_deletion_audit_deleted_at", "deleted_at"),
+    # the chain's tail (a record's newest row) in one probe, and every by-record read (rd0004)
+    Index("ix_deletion_audit_record_id_id", "record_id", "id"),
 )
 
 # One row per deletion attempt of a record; at most one of a record's attempts is `running`.

@@ -100,9 +100,40 @@ def test_stairway(database_url: str) -> None:
     tables, indexes = tables_and_indexes(database_url)
     assert tables >= PROJECT_TABLES
     assert not tables & DEMO_TABLES, "db upgrade must not create the demo schema in a user's database"
-    assert "ix_deletion_audit_record_id" in indexes
+    assert "ix_deletion_audit_record_id_id" in indexes
     assert VERSION_TABLE in tables
     assert "alembic_version" not in tables, "Alembic's default version table belongs to the application"
+
+
+def test_every_batch_reads_its_chain_tail_in_one_index_probe(database_url: str) -> None:
+    """A batch reads its record's newest audit row (the hash it links to). The plan must walk the
+    (record_id, id) index from its end, not read and sort all of a big record's rows: that is
+    once per batch, quadratic in the record's batches."""
+    from record_deleter.adapters.sql_audit import chain_tail_query
+
+    upgrade(database_url, "head")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            # the record's batches, then many more of other records (a busy audit table)
+            rows = [{"record_id": "big", "rows_deleted": 1} for _ in range(3000)]
+            rows += [{"record_id": f"other-{i % 500}", "rows_deleted": 1} for i in range(30_000)]
+            conn.execute(
+                text(
+                    "INSERT INTO deletion_audit (record_id, rows_deleted) VALUES (:record_id, :rows_deleted)"
+                ),
+                rows,
+            )
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+            query = chain_tail_query("big").compile(conn, compile_kwargs={"literal_binds": True})
+            explain = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
+            plan = "\n".join(" ".join(map(str, r)) for r in conn.execute(text(explain + str(query))))
+    finally:
+        engine.dispose()
+    assert "ix_deletion_audit_record_id_id" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # SQLite sorting the record's rows
+    assert "Sort" not in plan, plan  # PostgreSQL sorting them
 
 
 def test_the_demo_schema_has_the_index_every_batch_needs(database_url: str) -> None:
