@@ -25,6 +25,7 @@ from tests.harness import (
     Topics,
     check_errors,
     cli_env,
+    evidence_report,
     kafka_bootstrap,
     postgres_url,
     produce,
@@ -164,6 +165,15 @@ def test_a_record_requested_again_with_new_rows_is_deleted_again_and_answered_ag
     assert db.rows_of(site.engine, "tenant/42") == 0
     status = site.status("tenant/42")
     assert (status["state"], status["attempt"], status["rows_left"]) == ("done", 2, 0)
+    # the evidence holds both: each request with its own attempt, batches and answer, one chain
+    code, evidence = evidence_report("tenant/42", site.env)
+    assert code == 0, evidence["chain"]
+    assert [r["offset"] for r in evidence["requests"]] == [first, second]
+    attempts = evidence["attempts"]
+    assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "done"), (2, "done")]
+    assert [sum(b["rows_deleted"] for b in a["batch_rows"]) for a in attempts] == [31, 8]
+    assert [len(a["answers"]) for a in attempts] == [1, 1]
+    assert all(a["final_counts"] == {"record_rows": 0, "records": 0} for a in attempts)
 
 
 def test_a_failed_record_is_retried_by_the_operator_and_completes(site: Site, tmp_path: Path) -> None:
