@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..domain.evidence import AttemptEvidence, BatchEvidence, ChainVerdict
+from .sql_engine import as_utc
 
 LOG_ID_HEX = 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,8 +55,7 @@ class AuditIdentity:
 
 def utc_micros(moment: datetime) -> int:
     """Microseconds since the epoch; a naive value (SQLite returns them) is taken as UTC."""
-    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return (aware - _EPOCH) // timedelta(microseconds=1)
+    return (as_utc(moment) - _EPOCH) // timedelta(microseconds=1)
 
 
 def tables_json(counts: Iterable[tuple[str, int]]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Integer, and_, cast, func, select
 
+from .sql_engine import as_utc
 from .sql_schema import deletion_answers, deletion_attempts, deletion_audit, deletion_requests
 
 HASHED_ID = re.compile(r"[0-9a-f]{64}")
@@ -29,13 +30,6 @@ SHOWN_HASH_DIGITS = 16  # what the logs show of a hashed id (WORKER_LOG_RECORD_I
 def shown_id(record_id: str) -> str:
     """A record id as the page shows it: a 64-hex (hashed) id as its first 16 digits, as in logs."""
     return record_id[:SHOWN_HASH_DIGITS] if HASHED_ID.fullmatch(record_id) else record_id
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes (its CURRENT_TIMESTAMP is UTC); PostgreSQL aware ones."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +121,7 @@ def in_flight(conn: Connection, limit: int) -> list[InFlight]:
             record_id=rid,
             shown_id=shown_id(rid),
             attempt=int(n),
-            started_at=as_utc(start),  # type: ignore[arg-type]
+            started_at=as_utc(start),
             rows_deleted=int(rows),
             rows_left=None,
             batches=int(batches),
@@ -193,7 +187,7 @@ def recent_answers(conn: Connection, limit: int) -> list[AnswerRow]:
             shown_id(rid),
             int(n),
             state,
-            as_utc(start),  # type: ignore[arg-type]
+            as_utc(start),
             as_utc(end),
             int(rows or 0),
             int(batches or 0),

@@ -2,7 +2,8 @@
 dashboard's search both call it).
 
 Four indexed reads by record id (attempts, requests, audit rows, answers), assembled into the
-domain's `RecordHistory`, with the audit chain checked (`evidence_chain.verify`).
+domain's `RecordHistory` (times time-zone aware, whatever the database returns), with the audit
+chain checked (`evidence_chain.verify`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, Engine, select
 
 from ..domain.evidence import AnswerEvidence, AttemptEvidence, BatchEvidence, RecordHistory, RequestEvidence
 from .evidence_chain import verify
+from .sql_engine import as_utc
 from .sql_schema import deletion_answers, deletion_attempts, deletion_audit, deletion_requests
 
 
@@ -83,8 +85,8 @@ def _attempt(m: Any, requests: list[Any], batches: list[Any], answers: list[Any]
     return AttemptEvidence(
         attempt=int(m["attempt"]),
         state=m["state"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
+        started_at=as_utc(m["started_at"]),
+        finished_at=as_utc(m["finished_at"]),
         rows_deleted=None if m["rows_deleted"] is None else int(m["rows_deleted"]),
         batches=None if m["batches"] is None else int(m["batches"]),
         reason=m["reason"],
@@ -105,7 +107,7 @@ def _request(m: Any) -> RequestEvidence:
         int(m["partition"]),
         int(m["offset"]),
         m["message_timestamp"],
-        m["received_at"],
+        as_utc(m["received_at"]),
     )
 
 
@@ -115,7 +117,7 @@ def _batch(m: Any) -> BatchEvidence:
         int(m["attempt"]),
         int(m["rows_deleted"]),
         _json(m["tables"]),
-        m["deleted_at"],
+        as_utc(m["deleted_at"]),
         m["worker"],
         m["chain_hash"],
     )
@@ -130,5 +132,5 @@ def _answer(m: Any) -> AnswerEvidence:
         int(m["partition"]),
         int(m["offset"]),
         m["worker"],
-        m["published_at"],
+        as_utc(m["published_at"]),
     )

@@ -12,10 +12,8 @@ from ..domain.evidence import AnswerEvidence, AttemptEvidence, BatchEvidence, Re
 
 
 def _when(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite returns naive values, which the store wrote in UTC."""
-    if moment is None:
-        return None
-    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
+    """ISO 8601 in UTC (the stores hand back aware times: `sql_engine.as_utc`)."""
+    return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 def _request(r: RequestEvidence) -> dict[str, Any]:
