@@ -7,14 +7,12 @@ it can run anywhere the database is reachable, any number of times, and never ch
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
 from ..adapters.dashboard_http import DashboardServerError
 from ..adapters.sql_migrations import current_head, current_revision
 from .containers import DashboardContainer
+from .lifecycle import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,7 @@ def _schema_warning(container: DashboardContainer) -> None:
 def run_dashboard(container: DashboardContainer) -> int:
     """Serve until a signal; exit 2 (one line) when the address cannot be served."""
     settings = container.settings().dashboard
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: stopping the dashboard", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log, "stopping the dashboard")
     try:  # only what the page reads is built: the engine, on first use (no init_resources)
         server = container.server()
         try:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
 from ..adapters.resonate_runtime import probe_server
@@ -14,6 +11,7 @@ from ..domain.errors import BrokerUnavailable, RuntimeStopped
 from ..domain.handoff import HandOff, HandOffGaveUp
 from ..domain.ports import RequestSource
 from .containers import WorkerContainer
+from .lifecycle import stop_on_signals
 from .settings import Settings
 
 log = logging.getLogger("record_deleter.worker")
@@ -26,14 +24,7 @@ EXIT_UNAVAILABLE = 3
 def run_worker(container: WorkerContainer) -> int:
     """Run until a signal; exit 3 when the runtime/broker stays unreachable (supervisor restarts)."""
     settings: Settings = container.settings()
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: stopping after the current message", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log, "stopping after the current message")
 
     runtime = container.runtime()
     runtime.start_runtime()
