@@ -50,6 +50,7 @@ from .processes import (
     held_partitions,
     holders,
     run_cli,
+    worker_env,
     worker_process,
 )
 from .services import ResonateServer, outage, postgres_store_args, resonate_server, services
@@ -101,5 +102,6 @@ __all__ = [
     "topic_reader",
     "unique",
     "wait_for",
+    "worker_env",
     "worker_process",
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .endpoints import ROOT
+from .endpoints import ROOT, kafka_bootstrap, resonate_endpoint, unique
 from .events import Event, EventLog, parse
 from .metrics import peak_rss_kb
 
@@ -47,6 +47,26 @@ def cli_env(**settings: str) -> dict[str, str]:
     env.update(settings)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def worker_env(database_url: str, **settings: str) -> dict[str, str]:
+    """`cli_env` for a worker on the shared services: Kafka, the Resonate server (remote) and
+    `database_url`, with a consumer group and a Resonate group of its own; `settings` add to or
+    replace these."""
+    resonate_url, poll_port = resonate_endpoint()
+    return cli_env(
+        **{
+            "BROKER_KIND": "kafka",
+            "BROKER_BOOTSTRAP_SERVERS": kafka_bootstrap(),
+            "BROKER_GROUP": unique("workers"),
+            "DATABASE_URL": database_url,
+            "RESONATE_MODE": "remote",
+            "RESONATE_URL": resonate_url,
+            "RESONATE_MESSAGE_SOURCE_PORT": poll_port,
+            "RESONATE_GROUP": unique("rg"),
+            **settings,
+        }
+    )
 
 
 def evidence_report(record_id: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:

@@ -24,15 +24,13 @@ from tests.harness import (
     ROOT,
     Topics,
     check_errors,
-    cli_env,
     evidence_report,
     kafka_bootstrap,
     postgres_url,
     produce,
-    resonate_endpoint,
     run_cli,
     topic_reader,
-    unique,
+    worker_env,
     worker_process,
 )
 from tests.harness import database as db
@@ -80,18 +78,11 @@ def site() -> Iterator[Site]:
     url = server.set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url)
     bootstrap = kafka_bootstrap()
-    resonate_url, poll_port = resonate_endpoint()
     topics = Topics.fresh("contract")
     topics.create(bootstrap, 1)
-    env = cli_env(
-        BROKER_KIND="kafka",
+    env = worker_env(
+        url,
         BROKER_BOOTSTRAP_SERVERS=bootstrap,
-        BROKER_GROUP=unique("contract-workers"),
-        DATABASE_URL=url,
-        RESONATE_MODE="remote",
-        RESONATE_URL=resonate_url,
-        RESONATE_MESSAGE_SOURCE_PORT=poll_port,
-        RESONATE_GROUP=unique("contract-rg"),
         RESONATE_TTL="2",
         WORKFLOW_BATCH_SIZE="10",
         WORKFLOW_STEP_RETRY_DELAY="0.2",

@@ -26,14 +26,12 @@ from tests import builders
 from tests.conftest import wait_for
 from tests.harness import (
     Process,
-    cli_env,
     free_port,
-    kafka_bootstrap,
     postgres_url,
-    resonate_endpoint,
     run_cli,
     scratch_database,
     unique,
+    worker_env,
     worker_process,
 )
 from tests.harness.database import seed
@@ -75,22 +73,14 @@ def test_the_dashboard_follows_a_big_record_from_in_flight_to_answered(
     prefix = unique("dash") + "-"
     big = f"{prefix}000001"
     with scratch_database("postgres", postgres_url()) as db_url:
-        resonate_url, poll_port = resonate_endpoint()
         metrics_port = free_port()
-        env = cli_env(
-            BROKER_KIND="kafka",
-            BROKER_BOOTSTRAP_SERVERS=kafka_bootstrap(),
+        env = worker_env(
+            db_url,
             BROKER_PARTITIONS="2",
-            BROKER_GROUP=unique("workers"),
             BROKER_REQUEST_TOPIC=unique("req"),
             BROKER_COMPLETION_TOPIC=unique("done"),
             BROKER_FAILURE_TOPIC=unique("failed"),
             BROKER_DEAD_LETTER_TOPIC=unique("dlq"),
-            DATABASE_URL=db_url,
-            RESONATE_MODE="remote",
-            RESONATE_URL=resonate_url,
-            RESONATE_MESSAGE_SOURCE_PORT=poll_port,
-            RESONATE_GROUP=unique("rg"),
             # slow enough to watch: 20 batches of 1,000 rows, a durable pause between them
             WORKFLOW_BATCH_SIZE=str(BATCH),
             WORKFLOW_PAUSE_SECONDS="0.2",

@@ -15,15 +15,14 @@ from sqlalchemy import text
 from tests import builders
 from tests.conftest import wait_for
 from tests.harness import (
-    cli_env,
     committed_lag,
     held_partitions,
     kafka_bootstrap,
     postgres_url,
     read_topic,
-    resonate_endpoint,
     run_cli,
     unique,
+    worker_env,
     worker_process,
 )
 
@@ -34,7 +33,6 @@ RECORDS = 40
 
 def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
     bootstrap = kafka_bootstrap()
-    resonate_url, poll_port = resonate_endpoint()
     db_url = postgres_url()
     prefix = unique("e2e") + "-"
     topics = {
@@ -44,16 +42,11 @@ def test_two_workers_delete_every_record_and_publish_once(tmp_path) -> None:
         "BROKER_DEAD_LETTER_TOPIC": unique("dlq"),
     }
     group = unique("workers")
-    env = cli_env(
-        BROKER_KIND="kafka",
+    env = worker_env(
+        db_url,
         BROKER_BOOTSTRAP_SERVERS=bootstrap,
         BROKER_PARTITIONS="4",
         BROKER_GROUP=group,
-        DATABASE_URL=db_url,
-        RESONATE_MODE="remote",
-        RESONATE_URL=resonate_url,
-        RESONATE_MESSAGE_SOURCE_PORT=poll_port,
-        RESONATE_GROUP=unique("rg"),
         WORKFLOW_BATCH_SIZE="500",
         WORKFLOW_STEP_RETRY_DELAY="0.2",
         **topics,

@@ -12,14 +12,13 @@ import pytest
 from tests.conftest import wait_for
 from tests.harness import (
     Topics,
-    cli_env,
     evidence_report,
     kafka_bootstrap,
     postgres_url,
     read_topic,
-    resonate_endpoint,
     run_cli,
     unique,
+    worker_env,
     worker_process,
 )
 
@@ -30,19 +29,12 @@ ROWS = 2_345
 
 def test_evidence_of_a_real_deletion_matches_the_topics_and_the_database(tmp_path) -> None:
     bootstrap = kafka_bootstrap()
-    resonate_url, poll_port = resonate_endpoint()
     topics = Topics.fresh("evidence")
     prefix = unique("evid") + "-"
-    env = cli_env(
-        BROKER_KIND="kafka",
+    env = worker_env(
+        postgres_url(),
         BROKER_BOOTSTRAP_SERVERS=bootstrap,
         BROKER_PARTITIONS="3",
-        BROKER_GROUP=unique("workers"),
-        DATABASE_URL=postgres_url(),
-        RESONATE_MODE="remote",
-        RESONATE_URL=resonate_url,
-        RESONATE_MESSAGE_SOURCE_PORT=poll_port,
-        RESONATE_GROUP=unique("rg"),
         WORKFLOW_BATCH_SIZE="500",
         WORKFLOW_STEP_RETRY_DELAY="0.2",
         WORKER_NAME="evidence-worker-1",
